@@ -1,0 +1,13 @@
+//! ringcast: a live-media fan-out node.
+//!
+//! The crate is split by what may touch the outside world:
+//! - [`proto`], [`media`] and [`fanout`] are sans-IO: no sockets, no runtime, no clock reads.
+//!   They are driven by bytes and timestamps passed in, so they are fuzzable and testable in memory.
+//! - [`server`] is the only code that touches sockets and the io_uring runtime.
+//! - [`config`] is the typed TOML configuration with its embedded defaults.
+
+pub mod config;
+pub mod fanout;
+pub mod media;
+pub mod proto;
+pub mod server;

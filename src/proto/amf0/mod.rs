@@ -1,0 +1,1 @@
+//! TODO(amf0): placeholder owned by the amf0 work.

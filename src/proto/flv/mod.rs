@@ -1,0 +1,1 @@
+//! TODO(flv): placeholder owned by the flv work.

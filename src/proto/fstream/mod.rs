@@ -1,0 +1,1 @@
+//! TODO(fstream): placeholder owned by the fstream work.

@@ -1,0 +1,1 @@
+//! TODO(ftl): placeholder owned by the ftl work.

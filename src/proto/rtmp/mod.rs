@@ -1,0 +1,1 @@
+//! TODO(rtmp): placeholder owned by the rtmp work.

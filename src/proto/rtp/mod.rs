@@ -1,0 +1,1 @@
+//! TODO(rtp): placeholder owned by the rtp work.
