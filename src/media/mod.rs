@@ -9,6 +9,9 @@
 //! Classification (keyframe, sequence header, disposable) is read from the first bytes of the
 //! payload, for legacy FLV codecs and for Enhanced RTMP (E-RTMP v2) alike. Nothing here does IO.
 
+pub mod annexb;
+pub mod avc;
+
 use bytes::Bytes;
 
 /// The RTMP message type / FLV tag type of a frame.

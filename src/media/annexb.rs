@@ -1,0 +1,1 @@
+//! TODO(annexb): H.264 Annex-B start-code scanning, owned by the fstream/FLV work.

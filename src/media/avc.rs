@@ -1,0 +1,1 @@
+//! TODO(avc): AVC decoder configuration record from SPS/PPS, owned by the FTL work.
