@@ -1,0 +1,247 @@
+//! One core's view of the fan-out: its local copy of every stream and the watchers on it.
+//!
+//! Everything here is `Rc`/`RefCell`/`Cell`: a [`CoreHub`] never leaves its core. Frames reach
+//! a [`LocalStream`] either directly (the publisher is on this core) or through the core's
+//! inbox (see [`super::registry`]); either way they are appended once to the local ring, and the
+//! waiting watchers are woken once each.
+
+use std::cell::{Cell, Ref, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::encoded::EncodedFrame;
+use super::registry::{Registry, StreamMsg, StreamShared};
+use super::ring::{Cursor, Egress, Fill, Ring, RingLimits};
+
+/// Whether a stream currently has a publisher, as a watcher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// No publisher yet, or waiting out the grace window after one left.
+    Waiting,
+    Live,
+    /// Over: watchers should close.
+    Ended,
+}
+
+/// A stream on this core: the ring plus the watchers waiting for it to grow.
+#[derive(Debug)]
+pub struct LocalStream {
+    pub shared: Arc<StreamShared>,
+    ring: RefCell<Ring>,
+    state: Cell<StreamState>,
+    /// Bumped on every change a watcher may care about (new frames, state changes).
+    version: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+    /// Spare vector swapped with `waiters` while waking, so waking never allocates.
+    waking: RefCell<Vec<Waker>>,
+    watchers: Cell<usize>,
+}
+
+impl LocalStream {
+    fn new(shared: Arc<StreamShared>, limits: RingLimits) -> Self {
+        let state = if shared.is_live() {
+            StreamState::Live
+        } else {
+            StreamState::Waiting
+        };
+        LocalStream {
+            shared,
+            ring: RefCell::new(Ring::new(limits)),
+            state: Cell::new(state),
+            version: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            waking: RefCell::new(Vec::new()),
+            watchers: Cell::new(0),
+        }
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.state.get()
+    }
+
+    pub fn ring(&self) -> Ref<'_, Ring> {
+        self.ring.borrow()
+    }
+
+    /// Number of watchers on this core.
+    pub fn watchers(&self) -> usize {
+        self.watchers.get()
+    }
+
+    /// Appends a frame and wakes the watchers.
+    pub fn push(&self, frame: Arc<EncodedFrame>) {
+        self.ring.borrow_mut().push(frame);
+        self.changed();
+    }
+
+    fn apply(&self, msg: Option<StreamMsg>) {
+        match msg {
+            None => self.ring.borrow_mut().discontinuity(),
+            Some(StreamMsg::Frame(frame)) => self.ring.borrow_mut().push(frame),
+            Some(StreamMsg::PublisherJoined) => self.state.set(StreamState::Live),
+            Some(StreamMsg::PublisherLeft) => self.state.set(StreamState::Waiting),
+            Some(StreamMsg::Ended) => self.state.set(StreamState::Ended),
+        }
+    }
+
+    /// Wakes every waiting watcher once.
+    fn changed(&self) {
+        self.version.set(self.version.get().wrapping_add(1));
+        let mut waking = self.waking.borrow_mut();
+        std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());
+        for waker in waking.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Ready once the stream changed since `seen` (which is then updated).
+    pub fn poll_changed(&self, cx: &mut Context<'_>, seen: &mut u64) -> Poll<()> {
+        let now = self.version.get();
+        if now != *seen {
+            *seen = now;
+            return Poll::Ready(());
+        }
+        self.waiters.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The fan-out state of one core.
+#[derive(Debug)]
+pub struct CoreHub {
+    core: usize,
+    registry: Arc<Registry>,
+    limits: RingLimits,
+    streams: RefCell<HashMap<String, Rc<LocalStream>>>,
+}
+
+impl CoreHub {
+    pub fn new(core: usize, registry: Arc<Registry>, limits: RingLimits) -> Self {
+        CoreHub {
+            core,
+            registry,
+            limits,
+            streams: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// This core's copy of `name`, created (empty, waiting) if needed.
+    pub fn local(&self, name: &str) -> Rc<LocalStream> {
+        if let Some(local) = self.streams.borrow().get(name) {
+            return local.clone();
+        }
+        let shared = self.registry.stream(name);
+        self.local_for(&shared)
+    }
+
+    fn local_for(&self, shared: &Arc<StreamShared>) -> Rc<LocalStream> {
+        let mut streams = self.streams.borrow_mut();
+        match streams.get(&shared.name) {
+            // A stream that ended and was re-created has a new `StreamShared`: replace ours.
+            Some(local) if Arc::ptr_eq(&local.shared, shared) => local.clone(),
+            _ => {
+                let local = Rc::new(LocalStream::new(shared.clone(), self.limits.clone()));
+                streams.insert(shared.name.clone(), local.clone());
+                local
+            }
+        }
+    }
+
+    /// Applies everything other cores (and state changes) sent to this core, then wakes the
+    /// watchers of each stream that changed, once.
+    pub fn drain_inbox(&self) {
+        let Some(inbox) = self.registry.inbox(self.core) else {
+            return;
+        };
+        while let Some(shared) = inbox.pop_ready() {
+            let local = self.local_for(&shared);
+            shared.drain(self.core, |msg| local.apply(msg));
+            local.changed();
+            if local.state() == StreamState::Ended {
+                self.streams.borrow_mut().remove(&shared.name);
+            }
+        }
+    }
+
+    /// Starts a watcher of `name` on this core, positioned at the newest keyframe.
+    pub fn watch(&self, name: &str, egress: Egress) -> Watcher {
+        let stream = self.local(name);
+        stream.watchers.set(stream.watchers.get() + 1);
+        stream.shared.watcher_count.fetch_add(1, Ordering::AcqRel);
+        let cursor = stream.ring().join();
+        Watcher {
+            stream,
+            cursor,
+            egress,
+            seen_version: u64::MAX,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Number of streams present on this core.
+    pub fn stream_count(&self) -> usize {
+        self.streams.borrow().len()
+    }
+}
+
+/// One watcher's subscription: its cursor into the local ring and its counters.
+#[derive(Debug)]
+pub struct Watcher {
+    stream: Rc<LocalStream>,
+    cursor: Cursor,
+    egress: Egress,
+    seen_version: u64,
+    /// Bytes this watcher's writer reported as written.
+    pub bytes_sent: u64,
+}
+
+impl Watcher {
+    /// Appends this watcher's next slices (refcount clones) to `batch`.
+    pub fn fill(&mut self, now: Instant, batch: &mut Vec<Bytes>, max_items: usize, max_bytes: usize) -> Fill {
+        self.stream
+            .ring()
+            .fill(&mut self.cursor, self.egress, now, batch, max_items, max_bytes)
+    }
+
+    /// Ready when the stream has new frames or a new state.
+    pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stream.poll_changed(cx, &mut self.seen_version)
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.stream.state()
+    }
+
+    pub fn stream_name(&self) -> &str {
+        &self.stream.shared.name
+    }
+
+    /// Frames this watcher skipped under the slow-watcher policy.
+    pub fn dropped_frames(&self) -> u64 {
+        self.cursor.dropped_frames
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stream.watchers.set(self.stream.watchers.get().saturating_sub(1));
+        self.stream
+            .shared
+            .watcher_count
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}

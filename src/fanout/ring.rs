@@ -1,0 +1,352 @@
+//! The per-(stream, core) ring: the GOP cache and every local watcher's queue at once.
+//!
+//! Frames are appended once per core; each watcher holds a [`Cursor`] (a sequence number) into
+//! the ring instead of a queue of its own, so appending a frame costs nothing per watcher, and a
+//! watcher's "queue" is the distance from its cursor to the head. That distance is bounded: the
+//! ring drops its oldest entries past its frame and byte limits, and a watcher whose cursor falls
+//! behind (by time or by being overrun) skips forward to the newest keyframe, counting what it
+//! dropped. A watcher that stays behind longer than the disconnect limit is told to go.
+//!
+//! The cached metadata and sequence headers live beside the ring so that a joining watcher (or one
+//! that skipped) is always sent the codec configuration before the first keyframe.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::encoded::{Content, EncodedFrame};
+use crate::media::{FrameRole, MediaKind};
+
+/// Bounds and the slow-watcher policy; built from the `[fanout]` config section.
+#[derive(Debug, Clone)]
+pub struct RingLimits {
+    /// Most frames kept in one ring.
+    pub max_frames: usize,
+    /// Most bytes (payload + serialised forms) kept in one ring.
+    pub max_bytes: usize,
+    /// A watcher further behind the head than this (in media time) skips to the newest keyframe.
+    pub max_lag: Duration,
+    /// A watcher that has been behind for this long is disconnected.
+    pub disconnect_after: Duration,
+}
+
+impl Default for RingLimits {
+    fn default() -> Self {
+        RingLimits {
+            max_frames: 4096,
+            max_bytes: 16 << 20,
+            max_lag: Duration::from_millis(1500),
+            disconnect_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Header slots replayed to a watcher before its first frame.
+#[derive(Debug, Default)]
+struct Headers {
+    metadata: Option<(u64, Arc<EncodedFrame>)>,
+    video: Option<(u64, Arc<EncodedFrame>)>,
+    audio: Option<(u64, Arc<EncodedFrame>)>,
+}
+
+impl Headers {
+    fn iter(&self) -> impl Iterator<Item = &(u64, Arc<EncodedFrame>)> {
+        [&self.metadata, &self.video, &self.audio]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// One stream's frames on one core.
+#[derive(Debug)]
+pub struct Ring {
+    limits: RingLimits,
+    entries: VecDeque<Arc<EncodedFrame>>,
+    /// Sequence number of `entries[0]`.
+    front_seq: u64,
+    bytes: usize,
+    headers: Headers,
+    /// Sequence number of the newest keyframe still in the ring.
+    last_keyframe: Option<u64>,
+    /// Whether the stream has carried video: if so, watchers start on a keyframe.
+    has_video: bool,
+}
+
+/// A watcher's position in a ring, with its drop counter and lag state.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    next_seq: u64,
+    /// Header sequence numbers below this were already delivered.
+    headers_sent_below: u64,
+    /// Waiting for a keyframe: non-header frames are dropped until one arrives.
+    skipping: bool,
+    behind_since: Option<Instant>,
+    /// Frames this watcher skipped.
+    pub dropped_frames: u64,
+}
+
+/// What [`Ring::fill`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Frames were appended to the batch (perhaps after skipping some).
+    Ready,
+    /// The watcher is at the head: wait for the next frame.
+    Idle,
+    /// The watcher has been behind longer than the policy allows.
+    Disconnect,
+}
+
+/// Which serialised form a watcher writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    Rtmp,
+    Flv,
+    /// Opaque fstream bytes verbatim; media streams are not delivered to it.
+    Raw,
+}
+
+impl Egress {
+    fn bytes_of(self, frame: &EncodedFrame) -> Option<&Bytes> {
+        match (self, frame.content) {
+            (Egress::Rtmp, Content::Media(_)) => Some(frame.rtmp()),
+            (Egress::Flv, Content::Media(_)) => Some(frame.flv()),
+            (Egress::Raw, Content::Opaque) => Some(&frame.payload),
+            _ => None,
+        }
+    }
+}
+
+impl Ring {
+    pub fn new(limits: RingLimits) -> Self {
+        Ring {
+            limits,
+            entries: VecDeque::new(),
+            front_seq: 0,
+            bytes: 0,
+            headers: Headers::default(),
+            last_keyframe: None,
+            has_video: false,
+        }
+    }
+
+    /// Sequence number the next appended frame will get.
+    pub fn head_seq(&self) -> u64 {
+        self.front_seq + self.entries.len() as u64
+    }
+
+    /// Number of frames held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends a frame, updating the header cache and evicting past the limits.
+    pub fn push(&mut self, frame: Arc<EncodedFrame>) {
+        let seq = self.head_seq();
+        let is_video = frame.content == Content::Media(MediaKind::Video);
+        self.has_video |= is_video || frame.role == FrameRole::Keyframe;
+        match (frame.content, frame.role) {
+            (Content::Media(MediaKind::Video), FrameRole::SequenceHeader) => {
+                self.headers.video = Some((seq, frame.clone()));
+            }
+            (Content::Media(MediaKind::Audio), FrameRole::SequenceHeader) => {
+                self.headers.audio = Some((seq, frame.clone()));
+            }
+            (Content::Media(MediaKind::Script), FrameRole::Metadata) => {
+                self.headers.metadata = Some((seq, frame.clone()));
+            }
+            (_, FrameRole::Keyframe) => {
+                self.last_keyframe = Some(seq);
+                // A new GOP begins: keep one GOP of history for watchers a little behind.
+                self.evict_before_gop();
+            }
+            _ => {}
+        }
+        self.bytes += frame.cost();
+        self.entries.push_back(frame);
+        while self.entries.len() > self.limits.max_frames
+            || (self.bytes > self.limits.max_bytes && self.entries.len() > 1)
+        {
+            self.pop_front();
+        }
+    }
+
+    /// Drops everything before the GOP that precedes the newest keyframe, so one full GOP of
+    /// history stays for watchers a little behind.
+    fn evict_before_gop(&mut self) {
+        let Some(newest) = self.last_keyframe else {
+            return;
+        };
+        let keep_from = self
+            .entries
+            .iter()
+            .enumerate()
+            .take((newest - self.front_seq) as usize)
+            .rev()
+            .find(|(_, f)| f.role == FrameRole::Keyframe)
+            .map(|(i, _)| self.front_seq + i as u64);
+        if let Some(keep_from) = keep_from {
+            while self.front_seq < keep_from {
+                self.pop_front();
+            }
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            self.bytes -= old.cost();
+            self.front_seq += 1;
+            if self.last_keyframe.is_some_and(|k| k < self.front_seq) {
+                self.last_keyframe = None;
+            }
+        }
+    }
+
+    /// Forgets every frame (a cross-core overrun): cursors resynchronise on the next keyframe.
+    pub fn discontinuity(&mut self) {
+        while !self.entries.is_empty() {
+            self.pop_front();
+        }
+    }
+
+    /// A cursor for a new watcher: at the newest keyframe when there is one, after the headers.
+    pub fn join(&self) -> Cursor {
+        let (next_seq, skipping) = match self.last_keyframe {
+            Some(k) => (k, false),
+            None => (self.head_seq(), self.has_video),
+        };
+        Cursor {
+            next_seq,
+            headers_sent_below: 0,
+            skipping,
+            behind_since: None,
+            dropped_frames: 0,
+        }
+    }
+
+    /// Appends the bytes this watcher should write next to `batch`, at most `max_items` slices
+    /// and roughly `max_bytes`, applying the slow-watcher policy. Each appended item is a
+    /// refcount clone of the shared serialised form.
+    pub fn fill(
+        &self,
+        cursor: &mut Cursor,
+        egress: Egress,
+        now: Instant,
+        batch: &mut Vec<Bytes>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Fill {
+        let head = self.head_seq();
+        let lag = self.lag(cursor);
+        let newer_keyframe = self.last_keyframe.is_some_and(|k| k > cursor.next_seq);
+        // Overrun (the frames it needed are gone), or behind with a newer keyframe to jump to.
+        if cursor.next_seq < self.front_seq || (lag > self.limits.max_lag && newer_keyframe) {
+            self.resync(cursor, head);
+        }
+        if self.lag(cursor) <= self.limits.max_lag {
+            cursor.behind_since = None;
+        } else if cursor.behind_since.is_none() {
+            cursor.behind_since = Some(now);
+        }
+        if let Some(since) = cursor.behind_since
+            && now.saturating_duration_since(since) >= self.limits.disconnect_after
+        {
+            return Fill::Disconnect;
+        }
+
+        let start_len = batch.len();
+        let mut bytes = 0;
+        // Headers first: any cached header older than the cursor that it has not been sent.
+        for (seq, frame) in self.headers.iter() {
+            if *seq < cursor.next_seq
+                && *seq >= cursor.headers_sent_below
+                && let Some(b) = egress.bytes_of(frame)
+            {
+                bytes += b.len();
+                batch.push(b.clone());
+            }
+        }
+        cursor.headers_sent_below = cursor.next_seq;
+
+        while cursor.next_seq < head && batch.len() - start_len < max_items && bytes < max_bytes {
+            let Some(frame) = self.entries.get((cursor.next_seq - self.front_seq) as usize) else {
+                break;
+            };
+            cursor.next_seq += 1;
+            if cursor.skipping {
+                match frame.role {
+                    FrameRole::Keyframe => cursor.skipping = false,
+                    FrameRole::SequenceHeader | FrameRole::Metadata => {}
+                    _ => {
+                        cursor.dropped_frames += 1;
+                        continue;
+                    }
+                }
+            }
+            if let Some(b) = egress.bytes_of(frame) {
+                bytes += b.len();
+                batch.push(b.clone());
+            }
+        }
+        cursor.headers_sent_below = cursor.next_seq;
+        if batch.len() > start_len {
+            Fill::Ready
+        } else {
+            Fill::Idle
+        }
+    }
+
+    /// Moves a lagging or overrun cursor to the newest keyframe (or to the head, waiting for
+    /// one), counting the frames it skips. Headers in the skipped range stay owed to it.
+    fn resync(&self, cursor: &mut Cursor, head: u64) {
+        let target = match self.last_keyframe {
+            Some(k) if k > cursor.next_seq => k,
+            _ => head,
+        };
+        let from = cursor.next_seq.max(self.front_seq);
+        let skipped = target.saturating_sub(cursor.next_seq);
+        let headers_skipped = self
+            .entries
+            .range((from - self.front_seq) as usize..(target - self.front_seq) as usize)
+            .filter(|f| matches!(f.role, FrameRole::SequenceHeader | FrameRole::Metadata))
+            .count() as u64;
+        cursor.dropped_frames += skipped - headers_skipped.min(skipped);
+        cursor.next_seq = target;
+        cursor.skipping = target == head && self.has_video;
+    }
+
+    /// How far (in media time) the cursor's next frame is behind the newest frame.
+    fn lag(&self, cursor: &Cursor) -> Duration {
+        let (Some(newest), Some(next)) = (
+            self.entries.back(),
+            self.entries
+                .get(cursor.next_seq.saturating_sub(self.front_seq) as usize),
+        ) else {
+            return Duration::ZERO;
+        };
+        // RTMP timestamps wrap at 2^32 ms: the signed difference is the distance.
+        let diff = newest.timestamp.wrapping_sub(next.timestamp) as i32;
+        Duration::from_millis(diff.max(0) as u64)
+    }
+}
+
+impl Cursor {
+    /// True while the watcher is waiting for a keyframe.
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
+    }
+}
+
+#[cfg(test)]
+#[path = "ring_tests.rs"]
+mod tests;
