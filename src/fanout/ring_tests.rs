@@ -114,7 +114,7 @@ fn lagging_watcher_jumps_to_the_newer_keyframe_and_counts_drops() {
     ring.push(key(0));
     let mut cursor = ring.join();
     // The watcher reads nothing while 2 s of media arrive (keyframe every 500 ms).
-    for ts in (40..2000).step_by(40) {
+    for ts in (50..2000).step_by(50) {
         ring.push(if ts % 500 == 0 { key(ts) } else { inter(ts) });
         ring.push(audio(ts));
     }
@@ -122,7 +122,7 @@ fn lagging_watcher_jumps_to_the_newer_keyframe_and_counts_drops() {
     assert_eq!(fill, Fill::Ready);
     assert_eq!(batch[0], header().rtmp(), "the owed sequence header comes first");
     assert_eq!(batch[1], key(1500).rtmp(), "resumes at the newest keyframe");
-    assert!(cursor.dropped_frames > 60, "dropped {}", cursor.dropped_frames);
+    assert!(cursor.dropped_frames > 50, "dropped {}", cursor.dropped_frames);
 }
 
 #[test]
