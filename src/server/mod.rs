@@ -1,1 +1,213 @@
 //! The only code that touches sockets and the runtime.
+//!
+//! [`run`] starts one worker thread per configured core. Each worker builds its own pinned
+//! io_uring runtime, binds its own `SO_REUSEPORT` listeners, and owns a [`CoreHub`] (its share
+//! of the fan-out), a [`Sweeper`] (connection deadlines) and an inbox task that applies what
+//! other cores send it. Connections never migrate: a session lives and dies on the core that
+//! accepted it. The main thread waits for SIGINT/SIGTERM.
+
+pub mod guard;
+pub mod rtmp;
+pub mod runtime;
+pub mod watch;
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::fanout::{CoreHub, PublishPolicy, Registry, RingLimits};
+use guard::Sweeper;
+
+/// Listen backlog for every TCP listener.
+const BACKLOG: i32 = 4096;
+
+/// Everything a connection task needs from its core.
+#[derive(Debug)]
+pub struct Core {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub hub: Rc<CoreHub>,
+    pub sweeper: Rc<Sweeper>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("worker {core}: {what}: {source}")]
+    Worker {
+        core: usize,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("a worker thread exited during startup")]
+    WorkerLost,
+}
+
+fn ring_limits(config: &Config) -> RingLimits {
+    let f = &config.fanout;
+    RingLimits {
+        max_frames: (f.ring_frames as usize).max(16),
+        max_bytes: usize::try_from(f.max_gop_bytes).unwrap_or(usize::MAX),
+        max_lag: Duration::from_millis(f.watcher_max_lag_ms),
+        disconnect_after: Duration::from_millis(f.slow_watcher_disconnect_ms),
+    }
+}
+
+/// Runs the relay until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let workers = config.server.worker_count().max(1);
+    let registry = Arc::new(Registry::new(
+        workers,
+        PublishPolicy {
+            takeover: config.fanout.takeover,
+            grace: Duration::from_millis(config.fanout.publisher_grace_ms),
+        },
+    ));
+    let cpus: Vec<usize> = if config.server.pin_cores {
+        core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    for index in 0..workers {
+        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let config = config.clone();
+        let registry = registry.clone();
+        let ready = ready_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringcast-w{index}"))
+            .spawn(move || worker(index, cpu, config, registry, ready));
+        if let Err(source) = spawned {
+            return Err(StartError::Worker {
+                core: index,
+                what: "spawning the thread".into(),
+                source,
+            });
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(StartError::WorkerLost),
+        }
+    }
+    info!(workers, "ringcast is ready");
+    wait_for_signal();
+    info!("shutting down");
+    Ok(())
+}
+
+fn wait_for_signal() {
+    let Ok((rt, _)) = runtime::build(None) else {
+        // No runtime for signals: park forever; the process still dies on SIGTERM's default.
+        loop {
+            std::thread::park();
+        }
+    };
+    rt.block_on(async {
+        let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
+        let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
+        futures_util::future::select(sigint, sigterm).await;
+    });
+}
+
+fn worker(
+    index: usize,
+    cpu: Option<usize>,
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    ready: mpsc::Sender<Result<(), StartError>>,
+) {
+    let fail = |what: &str, source| StartError::Worker {
+        core: index,
+        what: what.to_owned(),
+        source,
+    };
+    let (rt, driver) = match runtime::build(cpu) {
+        Ok(built) => built,
+        Err(e) => {
+            let _ = ready.send(Err(fail("building the runtime", e)));
+            return;
+        }
+    };
+    info!(worker = index, cpu = ?cpu, driver, "worker started");
+    if driver != "io_uring" {
+        warn!(
+            worker = index,
+            "io_uring is unavailable (seccomp or an old kernel?); running on the epoll fallback"
+        );
+    }
+    rt.block_on(async move {
+        let hub = Rc::new(CoreHub::new(index, registry, ring_limits(&config)));
+        let sweeper = Rc::new(Sweeper::default());
+        let core = Rc::new(Core {
+            index,
+            config: config.clone(),
+            hub: hub.clone(),
+            sweeper: sweeper.clone(),
+        });
+
+        let mut listeners = Vec::new();
+        for addr in &config.rtmp.listen.0 {
+            match runtime::bind_tcp(*addr, BACKLOG) {
+                Ok(l) => listeners.push((*addr, l)),
+                Err(e) => {
+                    let _ = ready.send(Err(fail(&format!("binding RTMP on {addr}"), e)));
+                    return;
+                }
+            }
+        }
+        runtime::spawn(sweeper.run()).detach();
+        runtime::spawn(drain_inbox(hub)).detach();
+        for (addr, listener) in listeners {
+            if index == 0 {
+                info!(%addr, "RTMP listening");
+            }
+            runtime::spawn(accept_rtmp(core.clone(), addr, listener)).detach();
+        }
+        let _ = ready.send(Ok(()));
+        // Park this task forever; the spawned ones do the work.
+        std::future::pending::<()>().await;
+    });
+}
+
+/// Applies cross-core messages as they arrive, one wake per batch.
+async fn drain_inbox(hub: Rc<CoreHub>) {
+    let Some(inbox) = hub.registry().inbox(hub.core()).cloned() else {
+        return;
+    };
+    loop {
+        poll_fn(|cx| inbox.poll_notified(cx)).await;
+        hub.drain_inbox();
+    }
+}
+
+async fn accept_rtmp(core: Rc<Core>, addr: SocketAddr, listener: runtime::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                runtime::tune_accepted(&stream);
+                runtime::spawn(rtmp::serve(core.clone(), stream, peer)).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!(%addr, error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

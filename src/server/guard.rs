@@ -1,0 +1,157 @@
+//! Deadlines for connections, enforced from one timer task per core.
+//!
+//! A read is never raced against a timer (a cancelled io_uring read can lose its buffer and the
+//! bytes in it). Instead every connection registers a [`ConnGuard`]; the core's sweeper wakes a
+//! few times a second and shuts down the socket of any connection past a deadline: the
+//! handshake deadline, the idle limit, or a write that has been stuck too long (a watcher that
+//! stopped reading). The owning task then sees its IO fail and logs the recorded reason.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use super::runtime::{self, TcpStream};
+
+/// How often the sweeper looks at every connection of its core.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a connection was cut by its guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    HandshakeTimeout,
+    Idle,
+    WriteStalled,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cut::HandshakeTimeout => "handshake not completed in time",
+            Cut::Idle => "idle timeout: nothing received",
+            Cut::WriteStalled => "slow watcher: a write made no progress in time",
+        })
+    }
+}
+
+/// The deadlines of one connection.
+#[derive(Debug)]
+pub struct ConnGuard {
+    stream: Rc<TcpStream>,
+    handshake_deadline: Cell<Option<Instant>>,
+    idle_limit: Cell<Option<Duration>>,
+    last_read: Cell<Instant>,
+    write_limit: Cell<Option<Duration>>,
+    write_started: Cell<Option<Instant>>,
+    cut: Cell<Option<Cut>>,
+}
+
+impl ConnGuard {
+    pub fn stream(&self) -> &Rc<TcpStream> {
+        &self.stream
+    }
+
+    /// The handshake must finish by `deadline`; `None` once it has.
+    pub fn set_handshake_deadline(&self, deadline: Option<Instant>) {
+        self.handshake_deadline.set(deadline);
+    }
+
+    /// Close the connection when nothing arrives for `limit` (`None`: never).
+    pub fn set_idle_limit(&self, limit: Option<Duration>) {
+        self.idle_limit.set(limit);
+    }
+
+    /// Close the connection when one write waits longer than `limit`.
+    pub fn set_write_limit(&self, limit: Option<Duration>) {
+        self.write_limit.set(limit);
+    }
+
+    pub fn note_read(&self, now: Instant) {
+        self.last_read.set(now);
+    }
+
+    pub fn write_started(&self, now: Instant) {
+        self.write_started.set(Some(now));
+    }
+
+    pub fn write_finished(&self) {
+        self.write_started.set(None);
+    }
+
+    /// The reason the guard cut the connection, if it did.
+    pub fn cut(&self) -> Option<Cut> {
+        self.cut.get()
+    }
+
+    fn check(&self, now: Instant) -> Option<Cut> {
+        if self.handshake_deadline.get().is_some_and(|d| now >= d) {
+            return Some(Cut::HandshakeTimeout);
+        }
+        if let (Some(limit), Some(started)) = (self.write_limit.get(), self.write_started.get())
+            && now.saturating_duration_since(started) >= limit
+        {
+            return Some(Cut::WriteStalled);
+        }
+        if let Some(limit) = self.idle_limit.get()
+            && now.saturating_duration_since(self.last_read.get()) >= limit
+        {
+            return Some(Cut::Idle);
+        }
+        None
+    }
+}
+
+/// Every guarded connection of one core.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    guards: RefCell<Vec<Weak<ConnGuard>>>,
+}
+
+impl Sweeper {
+    /// Registers a connection; the guard lives as long as the returned `Rc`.
+    pub fn guard(&self, stream: Rc<TcpStream>, now: Instant) -> Rc<ConnGuard> {
+        let guard = Rc::new(ConnGuard {
+            stream,
+            handshake_deadline: Cell::new(None),
+            idle_limit: Cell::new(None),
+            last_read: Cell::new(now),
+            write_limit: Cell::new(None),
+            write_started: Cell::new(None),
+            cut: Cell::new(None),
+        });
+        self.guards.borrow_mut().push(Rc::downgrade(&guard));
+        guard
+    }
+
+    /// Cuts every connection past a deadline and forgets the closed ones.
+    pub fn sweep(&self, now: Instant) {
+        self.guards.borrow_mut().retain(|weak| {
+            let Some(guard) = weak.upgrade() else {
+                return false;
+            };
+            if guard.cut.get().is_none()
+                && let Some(cut) = guard.check(now)
+            {
+                guard.cut.set(Some(cut));
+                runtime::shutdown(&guard.stream);
+            }
+            true
+        });
+    }
+
+    /// Number of live guarded connections.
+    pub fn len(&self) -> usize {
+        self.guards.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs forever on the current core.
+    pub async fn run(self: Rc<Self>) {
+        loop {
+            runtime::sleep(SWEEP_INTERVAL).await;
+            self.sweep(Instant::now());
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The RTMP connection driver: joins a socket to a sans-IO [`ServerSession`].
+//!
+//! One task reads: it feeds the session, acts on its events (publish and play requests, media)
+//! and, until the connection plays, writes the session's replies itself. A playing connection
+//! gets a second task, the watcher write loop ([`super::watch`]), which from then on writes
+//! both the session's replies and the media, so the two never interleave mid-message.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, info, warn};
+
+use super::Core;
+use super::guard::ConnGuard;
+use super::runtime::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+use super::watch::{self, Control, LocalNotify, WatchEnd};
+use crate::config::redact_key;
+use crate::fanout::{Egress, PublishError, Publisher, StreamState};
+use crate::proto::rtmp::{Limits, ServerEvent, ServerSession, SessionConfig};
+
+/// Bytes read from the socket per read.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The stream name for an RTMP app and publish/play name: `app/key`, the query string dropped.
+fn stream_name(app: &str, name: &str) -> (String, String) {
+    let key = name.split('?').next().unwrap_or(name);
+    let full = format!("{app}/{key}");
+    let shown = format!("{app}/{}", redact_key(key));
+    (full, shown)
+}
+
+/// What the connection is doing.
+enum Role {
+    /// Handshaking or connected but neither publishing nor playing yet.
+    Pending,
+    Publishing {
+        publisher: Publisher,
+        shown: String,
+    },
+    Playing {
+        control: Rc<PlayControl>,
+    },
+}
+
+/// The play side's hooks into the shared write loop.
+struct PlayControl {
+    session: Rc<RefCell<ServerSession>>,
+    stream_id: u32,
+    notify: LocalNotify,
+    stopped: Cell<bool>,
+}
+
+impl Control for PlayControl {
+    fn drain(&self, batch: &mut Vec<Bytes>) {
+        let mut session = self.session.borrow_mut();
+        while let Some(bytes) = session.poll_transmit() {
+            batch.push(bytes);
+        }
+    }
+
+    fn state_changed(&self, state: StreamState) {
+        let mut session = self.session.borrow_mut();
+        match state {
+            StreamState::Live => session.notify_publish(self.stream_id),
+            StreamState::Waiting | StreamState::Ended => session.notify_unpublish(self.stream_id),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    fn notify(&self) -> &LocalNotify {
+        &self.notify
+    }
+}
+
+/// Why a connection ended, for the log.
+enum End {
+    PeerClosed,
+    Protocol(String),
+    Refused(&'static str),
+    Superseded,
+    Io(std::io::Error),
+}
+
+struct Connection {
+    core: Rc<Core>,
+    guard: Rc<ConnGuard>,
+    session: Rc<RefCell<ServerSession>>,
+    peer: SocketAddr,
+    role: Role,
+    app: Option<String>,
+}
+
+/// Serves one accepted RTMP connection to its end.
+pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let cfg = &core.config.rtmp;
+    let session = ServerSession::new(
+        SessionConfig {
+            limits: Limits {
+                max_message_len: cfg.max_message_size,
+                max_chunk_streams: cfg.max_chunk_streams as usize,
+                ..Limits::default()
+            },
+            chunk_size: cfg.chunk_size,
+            window_ack_size: cfg.window_ack_size,
+            peer_bandwidth: cfg.window_ack_size,
+        },
+        handshake_random(),
+    );
+    let now = Instant::now();
+    let guard = core.sweeper.guard(Rc::new(stream), now);
+    guard.set_handshake_deadline(Some(now + Duration::from_millis(cfg.handshake_timeout_ms)));
+    guard.set_idle_limit(Some(Duration::from_millis(cfg.idle_timeout_ms)));
+    let mut conn = Connection {
+        core: core.clone(),
+        guard,
+        session: Rc::new(RefCell::new(session)),
+        peer,
+        role: Role::Pending,
+        app: None,
+    };
+    let end = conn.read_loop().await;
+    conn.finish(end);
+}
+
+fn handshake_random() -> [u8; 1528] {
+    let mut random = [0u8; 1528];
+    rand::fill(&mut random[..]);
+    random
+}
+
+impl Connection {
+    async fn read_loop(&mut self) -> End {
+        let stream = self.guard.stream().clone();
+        let mut input = BytesMut::with_capacity(READ_SIZE);
+        let mut scratch: Vec<u8> = Vec::with_capacity(READ_SIZE);
+        loop {
+            let BufResult(result, returned) = (&*stream).read(scratch).await;
+            scratch = returned;
+            match result {
+                Ok(0) => return End::PeerClosed,
+                Ok(n) => input.extend_from_slice(&scratch[..n]),
+                Err(e) => return End::Io(e),
+            }
+            self.guard.note_read(Instant::now());
+            if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
+                return End::Protocol(e.to_string());
+            }
+            if let Some(end) = self.handle_events() {
+                self.flush().await;
+                return end;
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Writes the session's replies: directly before play starts, via the writer after.
+    async fn flush(&self) {
+        match &self.role {
+            Role::Playing { control } => control.notify.notify(),
+            _ => {
+                let mut batch = Vec::new();
+                {
+                    let mut session = self.session.borrow_mut();
+                    while let Some(bytes) = session.poll_transmit() {
+                        batch.push(bytes);
+                    }
+                }
+                if !batch.is_empty() {
+                    let mut writer = &**self.guard.stream();
+                    let BufResult(_, _) = writer.write_vectored_all(batch).await;
+                }
+            }
+        }
+    }
+
+    fn handle_events(&mut self) -> Option<End> {
+        loop {
+            let event = self.session.borrow_mut().poll_event()?;
+            match event {
+                ServerEvent::Connected { app, .. } => {
+                    self.guard.set_handshake_deadline(None);
+                    debug!(peer = %self.peer, %app, "connected");
+                    self.app = Some(app);
+                }
+                ServerEvent::PublishRequested {
+                    stream_id,
+                    app,
+                    name,
+                    ..
+                } => {
+                    if let Some(end) = self.start_publish(stream_id, &app, &name) {
+                        return Some(end);
+                    }
+                }
+                ServerEvent::PlayRequested {
+                    stream_id,
+                    app,
+                    name,
+                } => {
+                    if let Some(end) = self.start_play(stream_id, &app, &name) {
+                        return Some(end);
+                    }
+                }
+                ServerEvent::Media { frame, .. } => {
+                    if let Role::Publishing { publisher, .. } = &mut self.role
+                        && publisher.push(frame).is_err()
+                    {
+                        return Some(End::Superseded);
+                    }
+                }
+                ServerEvent::Unpublished { .. } => self.stop_publishing(),
+                ServerEvent::PlayStopped { .. } => {
+                    if let Role::Playing { control } = &self.role {
+                        control.stopped.set(true);
+                        control.notify.notify();
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_publish(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
+        let (full, shown) = stream_name(app, name);
+        let cfg = &self.core.config;
+        if !matches!(self.role, Role::Pending) {
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "this connection is already publishing or playing",
+            );
+            return Some(End::Refused("publish on a busy connection"));
+        }
+        if !cfg.rtmp.publish_allowed(app, name.split('?').next().unwrap_or(name)) {
+            warn!(peer = %self.peer, stream = %shown, "publish refused: key not allowed");
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.Unauthorized",
+                "stream key not allowed",
+            );
+            return Some(End::Refused("publish key not allowed"));
+        }
+        let chunk_size = cfg.rtmp.chunk_size as usize;
+        match Publisher::start(&self.core.hub, &full, chunk_size, Instant::now()) {
+            Ok(publisher) => {
+                info!(peer = %self.peer, stream = %shown, took_over = publisher.took_over(), "publish started");
+                self.session.borrow_mut().accept_publish(stream_id);
+                self.role = Role::Publishing { publisher, shown };
+                None
+            }
+            Err(PublishError::InUse) => {
+                warn!(peer = %self.peer, stream = %shown, "publish refused: stream already live");
+                self.session.borrow_mut().reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    "stream is already being published",
+                );
+                Some(End::Refused("stream already live"))
+            }
+        }
+    }
+
+    fn start_play(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
+        let (full, shown) = stream_name(app, name);
+        if !matches!(self.role, Role::Pending) {
+            self.session.borrow_mut().reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "this connection is already publishing or playing",
+            );
+            return Some(End::Refused("play on a busy connection"));
+        }
+        if !self.core.config.rtmp.play_allowed(app) {
+            self.session.borrow_mut().reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "playing this app is not allowed",
+            );
+            return Some(End::Refused("play not allowed"));
+        }
+        self.session.borrow_mut().accept_play(stream_id);
+        info!(peer = %self.peer, stream = %shown, "play started");
+        let control = Rc::new(PlayControl {
+            session: self.session.clone(),
+            stream_id,
+            notify: LocalNotify::default(),
+            stopped: Cell::new(false),
+        });
+        // A player only sends acknowledgements: no idle limit, but a stuck write is cut.
+        self.guard.set_idle_limit(None);
+        self.guard.set_write_limit(Some(Duration::from_millis(
+            self.core.config.fanout.slow_watcher_disconnect_ms,
+        )));
+        let mut watcher = self.core.hub.watch(&full, Egress::Rtmp);
+        let guard = self.guard.clone();
+        let task_control = control.clone();
+        let peer = self.peer;
+        runtime::spawn(async move {
+            let writer = &**guard.stream();
+            let end = watch::run(writer, &guard, &mut watcher, &*task_control).await;
+            match (&end, guard.cut()) {
+                (_, Some(cut)) => info!(%peer, stream = %shown, reason = %cut, "player disconnected"),
+                (WatchEnd::TooSlow { dropped_frames }, _) => {
+                    info!(%peer, stream = %shown, dropped_frames, "player disconnected: too slow")
+                }
+                (WatchEnd::Io(e), _) => debug!(%peer, stream = %shown, error = %e, "player write failed"),
+                (end, _) => debug!(%peer, stream = %shown, ?end, "player finished"),
+            }
+            debug!(%peer, bytes = watcher.bytes_sent, dropped = watcher.dropped_frames(), "player totals");
+            // Wake the reader so the connection ends as a whole.
+            runtime::shutdown(guard.stream());
+        })
+        .detach();
+        self.role = Role::Playing { control };
+        None
+    }
+
+    fn stop_publishing(&mut self) {
+        if let Role::Publishing { .. } = self.role
+            && let Role::Publishing { publisher, shown } =
+                std::mem::replace(&mut self.role, Role::Pending)
+        {
+            info!(peer = %self.peer, stream = %shown, frames = publisher.frames(), "publish ended");
+            self.release(publisher, shown);
+        }
+    }
+
+    /// Ends a publisher and, after the grace window, the stream unless someone re-published.
+    fn release(&self, publisher: Publisher, shown: String) {
+        let Some((stream, generation)) = publisher.finish(Instant::now()) else {
+            return;
+        };
+        let registry = self.core.hub.registry().clone();
+        let grace = Duration::from_millis(self.core.config.fanout.publisher_grace_ms);
+        runtime::spawn(async move {
+            runtime::sleep(grace).await;
+            if registry.expire(&stream, generation, Instant::now()) {
+                info!(stream = %shown, "stream ended: publisher did not return within the grace window");
+            }
+        })
+        .detach();
+    }
+
+    fn finish(mut self, end: End) {
+        let peer = self.peer;
+        match (&end, self.guard.cut()) {
+            (_, Some(cut)) => info!(%peer, reason = %cut, "connection closed"),
+            (End::PeerClosed, _) => debug!(%peer, "connection closed by peer"),
+            (End::Protocol(reason), _) => warn!(%peer, %reason, "connection closed: protocol error"),
+            (End::Refused(reason), _) => info!(%peer, reason, "connection closed: refused"),
+            (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),
+            (End::Io(e), _) => debug!(%peer, error = %e, "connection closed: io error"),
+        }
+        match std::mem::replace(&mut self.role, Role::Pending) {
+            Role::Publishing { publisher, shown } => {
+                info!(%peer, stream = %shown, frames = publisher.frames(), "publish ended");
+                self.release(publisher, shown);
+            }
+            Role::Playing { control } => {
+                control.stopped.set(true);
+                control.notify.notify();
+            }
+            Role::Pending => {}
+        }
+        runtime::shutdown(self.guard.stream());
+    }
+}

@@ -1,0 +1,84 @@
+//! The thin layer over the io_uring runtime (compio), so it can be swapped in one place.
+//!
+//! One runtime per worker thread, pinned to its core; every listener is bound with
+//! `SO_REUSEPORT` by each worker, so the kernel spreads connections across cores with no
+//! accept-side handoff. compio falls back to epoll where io_uring is unavailable (for example
+//! under Docker's default seccomp profile); [`build`] reports which driver runs.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use compio::driver::{DriverType, ProactorBuilder};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+pub use compio::BufResult;
+pub use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+pub use compio::net::{TcpListener, TcpStream, UdpSocket};
+pub use compio::runtime::{Runtime, spawn};
+pub use compio::time::{sleep, sleep_until};
+
+/// io_uring submission queue entries per runtime: enough for one write per watcher per tick
+/// at a few thousand watchers per core before the ring must be flushed mid-tick.
+const SQ_ENTRIES: u32 = 4096;
+
+/// Builds this thread's runtime, pinned to `cpu` when given. Returns it with a name for the
+/// driver in use ("io_uring" or "epoll fallback").
+pub fn build(cpu: Option<usize>) -> io::Result<(Runtime, &'static str)> {
+    let mut proactor = ProactorBuilder::new();
+    proactor.capacity(SQ_ENTRIES);
+    let mut builder = Runtime::builder();
+    builder.with_proactor(proactor);
+    if let Some(cpu) = cpu {
+        builder.thread_affinity(std::iter::once(cpu).collect());
+    }
+    let runtime = builder.build()?;
+    let driver = match runtime.driver_type() {
+        DriverType::IoUring => "io_uring",
+        DriverType::Poll => "epoll fallback",
+        DriverType::IOCP => "iocp",
+    };
+    Ok((runtime, driver))
+}
+
+/// Binds a TCP listener with `SO_REUSEPORT`, so every worker can bind the same address.
+pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds a UDP socket (FTL media) on `addr`.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    // Media arrives in bursts (a keyframe is a few hundred packets): give the kernel room.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Shuts a connection down in both directions. A read or write pending on it completes at
+/// once, so the task that owns the socket notices and ends: this is how deadlines are
+/// enforced without racing a read against a timer.
+pub fn shutdown(stream: &TcpStream) {
+    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+}
+
+/// Sets the socket options every accepted connection gets.
+pub fn tune_accepted(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = SockRef::from(stream).set_keepalive(true);
+}
+
+/// Sleeps for `ms` milliseconds.
+pub async fn sleep_ms(ms: u64) {
+    sleep(Duration::from_millis(ms)).await;
+}

@@ -1,0 +1,136 @@
+//! The write loop every watcher runs, whatever its protocol.
+//!
+//! Each pass gathers the connection's pending control bytes (RTMP status messages, an HTTP
+//! response head) and then the watcher's next frames from the ring, as refcount clones, into
+//! one vector, and writes it with a single vectored send: one SQE per watcher per wake, resumed
+//! mid-slice after a partial write. When the watcher is at the head it sleeps until the stream
+//! changes or the connection has something to say.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::guard::ConnGuard;
+use super::runtime::{AsyncWriteExt, BufResult};
+use crate::fanout::{Fill, StreamState, Watcher};
+
+/// Most slices in one vectored write (well under IOV_MAX).
+const MAX_BATCH_ITEMS: usize = 64;
+/// Roughly the most bytes gathered for one write.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// A one-slot wake-up within one core.
+#[derive(Debug, Default)]
+pub struct LocalNotify {
+    set: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl LocalNotify {
+    pub fn notify(&self) {
+        self.set.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.set.replace(false) {
+            Poll::Ready(())
+        } else {
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// What a protocol contributes to its watchers' write loop.
+pub trait Control {
+    /// Appends bytes that must go out before more media.
+    fn drain(&self, batch: &mut Vec<Bytes>);
+    /// The stream gained or lost its publisher.
+    fn state_changed(&self, state: StreamState);
+    /// True when the connection should end (its reader saw EOF or a stop request).
+    fn stopped(&self) -> bool;
+    /// Woken when `drain` has more or `stopped` changed.
+    fn notify(&self) -> &LocalNotify;
+}
+
+/// Why a watcher's write loop ended.
+#[derive(Debug)]
+pub enum WatchEnd {
+    /// The stream is over (its publisher left and did not return).
+    StreamEnded,
+    /// The watcher stayed behind past the policy's limit.
+    TooSlow { dropped_frames: u64 },
+    /// The connection's reader ended it.
+    Stopped,
+    Io(io::Error),
+}
+
+/// Runs one watcher until its stream ends, it falls too far behind, or its socket fails.
+pub async fn run<W>(
+    mut socket: W,
+    guard: &ConnGuard,
+    watcher: &mut Watcher,
+    control: &dyn Control,
+) -> WatchEnd
+where
+    W: AsyncWriteExt,
+{
+    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH_ITEMS + 8);
+    let mut state = watcher.state();
+    loop {
+        if control.stopped() {
+            return WatchEnd::Stopped;
+        }
+        let now_state = watcher.state();
+        if now_state != state {
+            state = now_state;
+            if state == StreamState::Ended {
+                control.drain(&mut batch);
+                if !batch.is_empty() {
+                    let BufResult(_, _) = socket.write_vectored_all(batch).await;
+                }
+                return WatchEnd::StreamEnded;
+            }
+            control.state_changed(state);
+        }
+        control.drain(&mut batch);
+        match watcher.fill(Instant::now(), &mut batch, MAX_BATCH_ITEMS, MAX_BATCH_BYTES) {
+            Fill::Disconnect => {
+                return WatchEnd::TooSlow {
+                    dropped_frames: watcher.dropped_frames(),
+                };
+            }
+            Fill::Ready | Fill::Idle => {}
+        }
+        if batch.is_empty() {
+            poll_fn(|cx| {
+                let changed = watcher.poll_changed(cx);
+                let told = control.notify().poll(cx);
+                if changed.is_ready() || told.is_ready() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            continue;
+        }
+        let len: usize = batch.iter().map(Bytes::len).sum();
+        guard.write_started(Instant::now());
+        let BufResult(result, returned) = socket.write_vectored_all(batch).await;
+        guard.write_finished();
+        batch = returned;
+        batch.clear();
+        if let Err(e) = result {
+            return WatchEnd::Io(e);
+        }
+        watcher.bytes_sent += len as u64;
+    }
+}
