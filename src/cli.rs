@@ -48,7 +48,9 @@ use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, FtlChannel, Listen, Secret, SecretOutput, Switch, process_env};
+use crate::config::{
+    Config, ConfigError, FtlChannel, Listen, Secret, SecretOutput, Switch, process_env,
+};
 
 /// ringcast: a live-media fan-out node (RTMP, FTL and fstream in; RTMP, fstream and HTTP-FLV out).
 #[derive(Debug, Parser)]
@@ -81,7 +83,12 @@ pub struct Cli {
 
     /// Add an FTL channel from a stream key "ID-SECRET" (repeatable; replaces a configured
     /// channel with the same id).
-    #[arg(long = "ftl-key", value_name = "ID-SECRET", env = "RINGCAST_FTL_KEY", hide_env_values = true)]
+    #[arg(
+        long = "ftl-key",
+        value_name = "ID-SECRET",
+        env = "RINGCAST_FTL_KEY",
+        hide_env_values = true
+    )]
     pub ftl_keys: Vec<FtlKey>,
 
     /// fstream listen address (replaces fstream.listen and turns fstream on).
@@ -121,7 +128,10 @@ impl fmt::Debug for Command {
             Self::Fstream { addr, payload } => f
                 .debug_struct("Fstream")
                 .field("addr", addr)
-                .field("payload", &format_args!("{},****", payload.split(',').next().unwrap_or("")))
+                .field(
+                    "payload",
+                    &format_args!("{},****", payload.split(',').next().unwrap_or("")),
+                )
                 .finish(),
         }
     }
@@ -222,5 +232,183 @@ impl Cli {
         } else {
             SecretOutput::Redacted
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ringcast").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn plain_run_uses_embedded_defaults() {
+        let cli = parse(&[]);
+        assert!(cli.command.is_none() && !cli.print_config);
+        let config = cli.load_config_with_env(&no_env).unwrap();
+        let mut expected = Config::default();
+        cli.apply(&mut expected); // RUST_LOG may be set in the test environment
+        assert_eq!(config, expected);
+        assert_eq!(config.rtmp.listen[0].to_string(), "0.0.0.0:1935");
+        assert!(!config.startup_warnings().is_empty());
+    }
+
+    #[test]
+    fn flags_override_the_essentials() {
+        let cli = parse(&[
+            "--rtmp",
+            "127.0.0.1:1936",
+            "--workers",
+            "3",
+            "--ftl",
+            "127.0.0.1:8085",
+            "--ftl-key",
+            "77-abc",
+            "--ftl-key",
+            "re_78_def",
+            "--fstream",
+            "127.0.0.1:7000",
+            "--http",
+            "127.0.0.1:8081",
+            "--log",
+            "debug",
+        ]);
+        let c = cli.load_config_with_env(&no_env).unwrap();
+        assert_eq!(c.rtmp.listen[..], ["127.0.0.1:1936".parse().unwrap()]);
+        assert_eq!(c.server.workers, 3);
+        assert_eq!(c.ftl.listen[0].to_string(), "127.0.0.1:8085");
+        assert_eq!(c.ftl.enabled, Switch::On);
+        assert!(c.ftl.channel(77).unwrap().key.matches(b"abc"));
+        assert!(c.ftl.channel(78).unwrap().key.matches(b"def"));
+        assert_eq!(c.fstream.listen[0].port(), 7000);
+        assert_eq!(c.http.listen[0].port(), 8081);
+        assert_eq!(c.server.log, "debug");
+    }
+
+    #[test]
+    fn ftl_key_alone_turns_ftl_on() {
+        let c = parse(&["--ftl-key", "77-abc"])
+            .load_config_with_env(&no_env)
+            .unwrap();
+        assert!(c.ftl.is_active());
+        assert_eq!(c.ftl.listen[0].port(), 8084);
+    }
+
+    #[test]
+    fn ftl_key_parsing() {
+        let k: FtlKey = "77-a-b".parse().unwrap();
+        assert_eq!(k.channel, 77);
+        assert!(k.secret.matches(b"a-b"));
+        assert!("77,x".parse::<FtlKey>().is_ok());
+        for bad in ["77", "77-", "x-abc", "0-abc", "-abc", ""] {
+            assert!(bad.parse::<FtlKey>().is_err(), "{bad}");
+        }
+        assert!(Cli::try_parse_from(["ringcast", "--ftl-key", "nope"]).is_err());
+    }
+
+    #[test]
+    fn config_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringcast.toml");
+        let text = "[rtmp]\nlisten = [\"127.0.0.1:1000\", \"127.0.0.1:1001\"]\nchunk_size = 8192\n\
+                    [[ftl.channels]]\nid = 77\nkey = \"from-file\"\n";
+        std::fs::write(&path, text).unwrap();
+        let file = path.to_str().unwrap();
+        let c = parse(&["--config", file])
+            .load_config_with_env(&no_env)
+            .unwrap();
+        assert_eq!(c.rtmp.listen.len(), 2);
+        assert_eq!(c.rtmp.chunk_size, 8192);
+
+        let c = parse(&[
+            "--config",
+            file,
+            "--rtmp",
+            "127.0.0.1:2000",
+            "--ftl-key",
+            "77-from-flag",
+        ])
+        .load_config_with_env(&no_env)
+        .unwrap();
+        assert_eq!(c.rtmp.listen[..], ["127.0.0.1:2000".parse().unwrap()]);
+        assert_eq!(c.rtmp.chunk_size, 8192);
+        assert_eq!(c.ftl.channels.len(), 1);
+        assert!(c.ftl.channel(77).unwrap().key.matches(b"from-flag"));
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let err = parse(&["--config", "/nonexistent/ringcast.toml"])
+            .load_config_with_env(&no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/ringcast.toml"), "{err}");
+    }
+
+    #[test]
+    fn print_config_after_flags_round_trips() {
+        let cli = parse(&[
+            "--print-config",
+            "--show-secrets",
+            "--ftl-key",
+            "77-s${x}",
+            "--workers",
+            "2",
+        ]);
+        let c = cli.load_config_with_env(&no_env).unwrap();
+        let text = c.to_documented_toml(cli.secret_output()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("printed.toml");
+        std::fs::write(&path, text).unwrap();
+        let back = parse(&["--config", path.to_str().unwrap()])
+            .load_config_with_env(&no_env)
+            .unwrap();
+        let mut expected = c;
+        parse(&[]).apply(&mut expected); // the same RUST_LOG applies to both loads
+        assert_eq!(back, expected);
+        assert!(back.ftl.channel(77).unwrap().key.matches(b"s${x}"));
+    }
+
+    #[test]
+    fn show_secrets_requires_print_config() {
+        assert!(Cli::try_parse_from(["ringcast", "--show-secrets"]).is_err());
+        assert_eq!(
+            parse(&["--print-config"]).secret_output(),
+            SecretOutput::Redacted
+        );
+    }
+
+    #[test]
+    fn fstream_subcommand() {
+        let cli = parse(&[
+            "fstream",
+            "127.0.0.1:61920",
+            "watch,user=fier,channel=c,channel-password=123",
+        ]);
+        match &cli.command {
+            Some(Command::Fstream { addr, payload }) => {
+                assert_eq!(addr, "127.0.0.1:61920");
+                assert!(payload.starts_with("watch,"));
+            }
+            None => panic!("no subcommand"),
+        }
+        let dump = format!("{cli:?}");
+        assert!(dump.contains("watch") && !dump.contains("123"), "{dump}");
+    }
+
+    #[test]
+    fn debug_redacts_ftl_keys() {
+        let dump = format!("{:?}", parse(&["--ftl-key", "77-topsecret"]));
+        assert!(
+            dump.contains("77-****") && !dump.contains("topsecret"),
+            "{dump}"
+        );
     }
 }

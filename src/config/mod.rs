@@ -52,8 +52,8 @@ use serde::{Deserialize, Serialize};
 
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
-    AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig, RtmpConfig,
-    ServerConfig,
+    AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
+    RtmpConfig, ServerConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -91,21 +91,68 @@ section! {
 pub(crate) struct TableSchema {
     pub name: &'static str,
     pub fields: &'static [FieldDoc],
-    pub arrays: &'static [(&'static str, &'static [FieldDoc])],
+    pub arrays: &'static [ArraySchema],
+}
+
+/// An array of tables (`[[rtmp.apps]]`), with an example printed when it is empty.
+pub(crate) struct ArraySchema {
+    pub name: &'static str,
+    pub fields: &'static [FieldDoc],
+    pub example: &'static [&'static str],
 }
 
 /// The layout of the file, in print order.
 pub(crate) const SCHEMA: &[TableSchema] = &[
-    TableSchema { name: "server", fields: ServerConfig::FIELDS, arrays: &[] },
-    TableSchema { name: "rtmp", fields: RtmpConfig::FIELDS, arrays: &[("apps", AppConfig::FIELDS)] },
-    TableSchema { name: "fanout", fields: FanoutConfig::FIELDS, arrays: &[] },
-    TableSchema { name: "ftl", fields: FtlConfig::FIELDS, arrays: &[("channels", FtlChannel::FIELDS)] },
+    TableSchema {
+        name: "server",
+        fields: ServerConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "rtmp",
+        fields: RtmpConfig::FIELDS,
+        arrays: &[ArraySchema {
+            name: "apps",
+            fields: AppConfig::FIELDS,
+            example: &[
+                "[[rtmp.apps]]",
+                "name = \"live\"",
+                "publish_keys = [\"${LIVE_KEY}\"]",
+            ],
+        }],
+    },
+    TableSchema {
+        name: "fanout",
+        fields: FanoutConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "ftl",
+        fields: FtlConfig::FIELDS,
+        arrays: &[ArraySchema {
+            name: "channels",
+            fields: FtlChannel::FIELDS,
+            example: &["[[ftl.channels]]", "id = 77", "key = \"${FTL_77_KEY}\""],
+        }],
+    },
     TableSchema {
         name: "fstream",
         fields: FstreamConfig::FIELDS,
-        arrays: &[("users", FstreamUser::FIELDS)],
+        arrays: &[ArraySchema {
+            name: "users",
+            fields: FstreamUser::FIELDS,
+            example: &[
+                "[[fstream.users]]",
+                "name = \"fier\"",
+                "password = \"${FIER_PASSWORD}\"",
+            ],
+        }],
     },
-    TableSchema { name: "http", fields: HttpConfig::FIELDS, arrays: &[] },
+    TableSchema {
+        name: "http",
+        fields: HttpConfig::FIELDS,
+        arrays: &[],
+    },
 ];
 
 /// Why the configuration could not be loaded. Every variant names the file, key or variable.
@@ -232,12 +279,18 @@ impl Config {
             out.push((format!("ftl.channels[id = {}].key", ch.id), &mut ch.key));
         }
         for user in &mut self.fstream.users {
-            out.push((format!("fstream.users[{:?}].password", user.name), &mut user.password));
+            out.push((
+                format!("fstream.users[{:?}].password", user.name),
+                &mut user.password,
+            ));
         }
         out
     }
 
-    fn resolve_secrets(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    fn resolve_secrets(
+        &mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         for (field, secret) in self.secrets_mut() {
             secret
                 .resolve(lookup)
@@ -301,3 +354,295 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "LIVE_KEY" => Some("live-secret".to_owned()),
+            "FTL_77_KEY" => Some("ieDQxSZ7q58EEeLTvja4QKKGzndwUkVQ".to_owned()),
+            "FIER_PASSWORD" => Some("fier-pw".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, &env)
+    }
+
+    const RESTRICTED: &str = r#"
+        [rtmp]
+        default_policy = "deny"
+        [[rtmp.apps]]
+        name = "live"
+        publish_keys = ["${LIVE_KEY}", "$${not-a-var}"]
+        [[rtmp.apps]]
+        name = "vod"
+        play = false
+        publish_keys = ["plain-key"]
+        [ftl]
+        advertised_port_range = "40000-40999"
+        [[ftl.channels]]
+        id = 77
+        key = "${FTL_77_KEY}"
+        [[ftl.channels]]
+        id = 78
+        key = "literal-ftl"
+        stream = "live/show"
+        [[fstream.users]]
+        name = "fier"
+        password = "${FIER_PASSWORD}"
+    "#;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.server.workers, 0);
+        assert!(c.server.pin_cores);
+        assert_eq!(
+            c.rtmp.listen[..],
+            ["0.0.0.0:1935".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.rtmp.chunk_size, 4096);
+        assert_eq!(c.rtmp.max_message_size, 8 * 1024 * 1024);
+        assert_eq!(c.rtmp.max_chunk_streams, 64);
+        assert_eq!(c.rtmp.handshake_timeout_ms, 10_000);
+        assert_eq!(c.rtmp.default_policy, PublishPolicy::Open);
+        assert!(c.rtmp.publish_allowed("live", "anything"));
+        assert!(c.fanout.gop_cache && !c.fanout.takeover);
+        assert_eq!(c.fanout.ring_frames, 4096);
+        assert_eq!(c.fanout.slow_watcher_disconnect_ms, 5_000);
+        assert!(!c.ftl.is_active() && c.ftl.takeover && c.ftl.nack);
+        assert_eq!(c.ftl.listen[0].port(), 8084);
+        assert_eq!(
+            c.ftl.udp_port_range,
+            PortRange {
+                start: 20_000,
+                end: 20_999
+            }
+        );
+        assert_eq!(c.ftl.stream_name_template, "ftl/{channel}");
+        assert_eq!(c.fstream.listen[0].port(), 61920);
+        assert_eq!(c.fstream.max_handshake_len, 4096);
+        assert!(c.http.enabled);
+        assert_eq!(c.http.listen[0].port(), 8080);
+        validate::validate(&c).unwrap();
+    }
+
+    #[test]
+    fn embedded_default_toml_is_the_printed_default() {
+        let parsed = Config::embedded_default().unwrap();
+        assert_eq!(parsed, Config::default());
+        // Regenerate with `ringcast --print-config > config/default.toml`.
+        let printed = Config::default()
+            .to_documented_toml(SecretOutput::Redacted)
+            .unwrap();
+        assert_eq!(DEFAULT_TOML, printed);
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(load("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn schema_covers_every_table() {
+        let names: Vec<_> = SCHEMA.iter().map(|t| t.name).collect();
+        let fields: Vec<_> = Config::FIELDS.iter().map(|f| f.name).collect();
+        assert_eq!(names, fields);
+        for table in SCHEMA {
+            for field in table.fields {
+                assert!(
+                    !field.doc.is_empty(),
+                    "{}.{} has no doc",
+                    table.name,
+                    field.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_error_names_key_and_table() {
+        let err = load("[rtmp]\nchunk_sise = 1\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`chunk_sise`") && err.contains("[rtmp]"),
+            "{err}"
+        );
+        assert!(err.contains("chunk_size"), "lists the accepted keys: {err}");
+
+        let err = load("[[rtmp.apps]]\nname = \"live\"\nplya = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`plya`") && err.contains("[[rtmp.apps]] #1"),
+            "{err}"
+        );
+
+        let err = load("[sever]\nworkers = 2\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`sever`") && err.contains("top level"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = load("[rtmp]\nchunk_size = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn env_references_expand_in_secrets() {
+        let c = load(RESTRICTED).unwrap();
+        let live = c.rtmp.app("live").unwrap();
+        assert!(live.allows_publish("live-secret"));
+        assert!(live.allows_publish("${not-a-var}"));
+        assert!(!live.allows_publish("${LIVE_KEY}"));
+        assert!(!c.rtmp.publish_allowed("other", "live-secret"));
+        assert!(!c.rtmp.play_allowed("vod"));
+        let ch = c.ftl.channel(77).unwrap();
+        assert!(ch.key.matches(b"ieDQxSZ7q58EEeLTvja4QKKGzndwUkVQ"));
+        assert_eq!(c.ftl.stream_name(ch), "ftl/77");
+        assert_eq!(c.ftl.stream_name(c.ftl.channel(78).unwrap()), "live/show");
+        assert!(c.ftl.is_active());
+        assert!(c.fstream.user("fier").unwrap().password.matches(b"fier-pw"));
+    }
+
+    #[test]
+    fn unset_variable_is_a_clear_error() {
+        let err = load("[[rtmp.apps]]\nname = \"live\"\npublish_keys = [\"${MISSING_KEY}\"]\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Secret { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("MISSING_KEY") && msg.contains("is not set"),
+            "{msg}"
+        );
+        assert!(msg.contains("rtmp.apps[\"live\"].publish_keys[0]"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = load(RESTRICTED).unwrap();
+        let dump = format!("{c:?}");
+        for secret in [
+            "live-secret",
+            "plain-key",
+            "literal-ftl",
+            "ieDQxSZ7",
+            "fier-pw",
+        ] {
+            assert!(!dump.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let c = load(RESTRICTED).unwrap();
+        let revealed = c.to_documented_toml(SecretOutput::Reveal).unwrap();
+        assert_eq!(load(&revealed).unwrap(), c);
+
+        let only_env_text = RESTRICTED
+            .replace("\"plain-key\"", "\"${LIVE_KEY}\"")
+            .replace(", \"$${not-a-var}\"", "")
+            .replace("key = \"literal-ftl\"", "key = \"${FTL_77_KEY}\"");
+        let only_env = load(&only_env_text).unwrap();
+        let redacted = only_env.to_documented_toml(SecretOutput::Redacted).unwrap();
+        assert_eq!(load(&redacted).unwrap(), only_env);
+    }
+
+    #[test]
+    fn redacted_print_hides_literals_and_refuses_to_load() {
+        let c = load(RESTRICTED).unwrap();
+        let text = c.to_documented_toml(SecretOutput::Redacted).unwrap();
+        assert!(!text.contains("plain-key") && !text.contains("literal-ftl"));
+        assert!(!text.contains("live-secret") && !text.contains("fier-pw"));
+        assert!(text.contains("${LIVE_KEY}") && text.contains(REDACTED_PLACEHOLDER));
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("redaction placeholder"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_documents_every_field() {
+        let text = load(RESTRICTED)
+            .unwrap()
+            .to_documented_toml(SecretOutput::Reveal)
+            .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_entry = !line.is_empty() && !line.starts_with('#');
+            if is_entry && !line.starts_with("[[") {
+                assert!(lines[i - 1].starts_with('#'), "undocumented: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            ("[rtmp]\nchunk_size = 64", "rtmp.chunk_size"),
+            (
+                "[rtmp]\nhandshake_timeout_ms = 0",
+                "rtmp.handshake_timeout_ms",
+            ),
+            ("[rtmp]\nlisten = []", "rtmp.listen"),
+            (
+                "[fanout]\nwatcher_max_lag_ms = 0",
+                "fanout.watcher_max_lag_ms",
+            ),
+            ("[ftl]\nudp_port_range = \"80-90\"", "ftl.udp_port_range"),
+            (
+                "[ftl]\nadvertised_port_range = \"1-2\"",
+                "ftl.advertised_port_range",
+            ),
+            (
+                "[ftl]\nstream_name_template = \"ftl/x\"",
+                "ftl.stream_name_template",
+            ),
+            (
+                "[[rtmp.apps]]\nname = \"a\"\n[[rtmp.apps]]\nname = \"a\"",
+                "rtmp.apps[1].name",
+            ),
+            ("[[ftl.channels]]\nid = 5", "ftl.channels[id = 5].key"),
+            ("[http]\nlisten = \"0.0.0.0:1935\"", "http.listen"),
+            ("[server]\nworkers = 100000", "server.workers"),
+        ];
+        for (text, field) in cases {
+            match load(text) {
+                Err(ConfigError::Invalid { field: f, reason }) => {
+                    assert_eq!(f, field, "{text}: {reason}");
+                }
+                other => panic!("{text}: expected an error on {field}, got {other:?}"),
+            }
+        }
+        let err = load("[ftl]\nudp_port_range = \"9-2\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("udp_port_range") && err.contains("START <= END"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn startup_warnings_say_how_to_restrict_publishing() {
+        let warnings = Config::default().startup_warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("publishing is open") && w.contains("publish_keys"))
+        );
+        let restricted = load(RESTRICTED).unwrap().startup_warnings();
+        assert!(
+            !restricted.iter().any(|w| w.contains("publish")),
+            "{restricted:?}"
+        );
+    }
+}

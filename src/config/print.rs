@@ -28,14 +28,20 @@ pub(crate) fn documented_toml(config: &Config) -> Result<String, ConfigError> {
         let _ = writeln!(out, "[{}]", section.name);
         let mut deferred = Vec::new();
         for field in section.fields {
-            let is_array_of_tables = section.arrays.iter().find(|(name, _)| *name == field.name);
-            match (table.get(field.name), is_array_of_tables) {
-                (Some(toml::Value::Array(entries)), Some((_, entry_fields))) if !entries.is_empty() => {
-                    deferred.push((field, *entry_fields, entries));
+            let array = section.arrays.iter().find(|a| a.name == field.name);
+            match (table.get(field.name), array) {
+                (Some(toml::Value::Array(entries)), Some(array)) if !entries.is_empty() => {
+                    deferred.push((field, array.fields, entries));
                 }
                 (value, _) => {
                     out.push('\n');
                     push_doc(&mut out, field);
+                    if let Some(array) = array {
+                        out.push_str("# Example (replace the line below with tables like this):\n");
+                        for line in array.example {
+                            let _ = writeln!(out, "#   {line}");
+                        }
+                    }
                     push_value(&mut out, field.name, value);
                 }
             }

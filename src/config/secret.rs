@@ -81,7 +81,8 @@ impl Secret {
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source && bool::from(self.value.as_bytes().ct_eq(other.value.as_bytes()))
+        self.source == other.source
+            && bool::from(self.value.as_bytes().ct_eq(other.value.as_bytes()))
     }
 }
 
@@ -128,13 +129,18 @@ pub enum ExpandError {
     #[error("malformed ${{...}} reference (write $${{ for a literal ${{)")]
     Malformed,
     /// The value is the placeholder `--print-config` writes for a redacted secret.
-    #[error("the value is the redaction placeholder {REDACTED_PLACEHOLDER:?}; write the real secret or a ${{ENV}} reference")]
+    #[error(
+        "the value is the redaction placeholder {REDACTED_PLACEHOLDER:?}; write the real secret or a ${{ENV}} reference"
+    )]
     RedactedPlaceholder,
 }
 
 /// Replaces each `${NAME}` in `text` with `lookup(NAME)`; `$${` yields a literal `${`. A name is
 /// ASCII letters, digits and `_`, not starting with a digit.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
+pub fn expand_env(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {

@@ -42,17 +42,20 @@ impl<'de> Deserialize<'de> for Listen {
             One(String),
             Many(Vec<String>),
         }
-        let texts = match OneOrMany::deserialize(deserializer)
-            .map_err(|_| de::Error::custom("expected a socket address \"IP:PORT\" or a list of them"))?
-        {
+        let texts = match OneOrMany::deserialize(deserializer).map_err(|_| {
+            de::Error::custom("expected a socket address \"IP:PORT\" or a list of them")
+        })? {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
         };
         texts
             .iter()
             .map(|t| {
-                t.parse::<SocketAddr>()
-                    .map_err(|_| de::Error::custom(format!("invalid socket address {t:?} (expected IP:PORT, IPv6 as [::]:PORT)")))
+                t.parse::<SocketAddr>().map_err(|_| {
+                    de::Error::custom(format!(
+                        "invalid socket address {t:?} (expected IP:PORT, IPv6 as [::]:PORT)"
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Listen)
@@ -94,12 +97,15 @@ impl fmt::Display for PortRange {
 impl FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid port range {s:?} (expected \"START-END\", e.g. \"20000-20999\")");
+        let bad =
+            || format!("invalid port range {s:?} (expected \"START-END\", e.g. \"20000-20999\")");
         let (a, b) = s.split_once('-').unwrap_or((s, s));
         let start = a.trim().parse::<u16>().map_err(|_| bad())?;
         let end = b.trim().parse::<u16>().map_err(|_| bad())?;
         if start == 0 || end < start {
-            return Err(format!("invalid port range {s:?}: ports must be 1..=65535 with START <= END"));
+            return Err(format!(
+                "invalid port range {s:?}: ports must be 1..=65535 with START <= END"
+            ));
         }
         Ok(Self { start, end })
     }
@@ -113,7 +119,9 @@ impl Serialize for PortRange {
 
 impl<'de> Deserialize<'de> for PortRange {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(de::Error::custom)
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
     }
 }
 
@@ -186,12 +194,15 @@ mod tests {
 
     #[test]
     fn listen_accepts_one_or_many() {
-        let p: Probe = toml::from_str("listen = \"0.0.0.0:1\"\nrange = \"5\"\nswitch = true").unwrap();
+        let p: Probe =
+            toml::from_str("listen = \"0.0.0.0:1\"\nrange = \"5\"\nswitch = true").unwrap();
         assert_eq!(p.listen.len(), 1);
         assert_eq!(p.range, PortRange { start: 5, end: 5 });
         assert_eq!(p.switch, Switch::On);
-        let p: Probe =
-            toml::from_str("listen = [\"0.0.0.0:1\", \"[::]:2\"]\nrange = \"10-19\"\nswitch = \"auto\"").unwrap();
+        let p: Probe = toml::from_str(
+            "listen = [\"0.0.0.0:1\", \"[::]:2\"]\nrange = \"10-19\"\nswitch = \"auto\"",
+        )
+        .unwrap();
         assert_eq!(p.listen.len(), 2);
         assert_eq!(p.range.len(), 10);
         assert_eq!(p.switch, Switch::Auto);
@@ -199,11 +210,14 @@ mod tests {
 
     #[test]
     fn bad_values_explain_themselves() {
-        let err = toml::from_str::<Probe>("listen = \"nope\"\nrange = \"1-2\"\nswitch = true").unwrap_err();
+        let err = toml::from_str::<Probe>("listen = \"nope\"\nrange = \"1-2\"\nswitch = true")
+            .unwrap_err();
         assert!(err.to_string().contains("invalid socket address"), "{err}");
-        let err = toml::from_str::<Probe>("listen = []\nrange = \"9-2\"\nswitch = true").unwrap_err();
+        let err =
+            toml::from_str::<Probe>("listen = []\nrange = \"9-2\"\nswitch = true").unwrap_err();
         assert!(err.to_string().contains("START <= END"), "{err}");
-        let err = toml::from_str::<Probe>("listen = []\nrange = \"1-2\"\nswitch = \"yes\"").unwrap_err();
+        let err =
+            toml::from_str::<Probe>("listen = []\nrange = \"1-2\"\nswitch = \"yes\"").unwrap_err();
         assert!(err.to_string().contains("auto"), "{err}");
     }
 }
