@@ -6,6 +6,7 @@
 //! - [`server`] is the only code that touches sockets and the io_uring runtime.
 //! - [`config`] is the typed TOML configuration with its embedded defaults.
 
+pub mod cli;
 pub mod config;
 pub mod fanout;
 pub mod media;

@@ -1,1 +1,0 @@
-//! Typed TOML configuration.

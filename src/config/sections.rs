@@ -1,0 +1,347 @@
+//! The sections of the config file, one struct per `[table]`, with their defaults and the typed
+//! accessors the server uses (publish checks, FTL channel lookup, worker count).
+//!
+//! Every field has a doc comment: the `section!` macro requires one and `--print-config` prints it
+//! above the field. No IO and no logging here.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::FieldDoc;
+use super::secret::Secret;
+use super::types::{Listen, PortRange, PublishPolicy, Switch};
+
+const MIB: u64 = 1024 * 1024;
+
+section! {
+    /// Process-wide settings.
+    pub struct ServerConfig {
+        /// Worker threads, one io_uring runtime each; 0 = one per available core.
+        pub workers: usize = 0,
+        /// Pin each worker to its own core.
+        pub pin_cores: bool = true,
+        /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list such
+        /// as "ringcast=debug,info". The --log flag and RUST_LOG take precedence.
+        pub log: String = "info".to_owned(),
+    }
+}
+
+impl ServerConfig {
+    /// The number of workers to start: `workers`, or the available cores when it is 0.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    }
+}
+
+section! {
+    /// RTMP ingest and playback.
+    pub struct RtmpConfig {
+        /// Listen addresses ("IP:PORT" or a list of them).
+        pub listen: Listen = Listen::any_ipv4(1935),
+        /// Outgoing chunk size in bytes, announced with Set Chunk Size (128..=65536).
+        pub chunk_size: u32 = 4096,
+        /// Largest message a peer may send, in bytes; a larger one closes the session
+        /// (1024..=16777215, the 24-bit RTMP message length).
+        pub max_message_size: u32 = 8 * 1024 * 1024,
+        /// Most chunk stream ids a peer may use at once (reassembly state is kept per id).
+        pub max_chunk_streams: u32 = 64,
+        /// Window Acknowledgement Size announced to peers, in bytes.
+        pub window_ack_size: u32 = 2_500_000,
+        /// Time allowed for the handshake and the connect command, in milliseconds.
+        pub handshake_timeout_ms: u64 = 10_000,
+        /// A session that receives nothing for this long is closed, in milliseconds.
+        pub idle_timeout_ms: u64 = 30_000,
+        /// Expect a PROXY protocol v1/v2 header on every connection (only behind a trusted
+        /// balancer: the header sets the client address).
+        pub proxy_protocol: bool = false,
+        /// Who may publish to an app without an [[rtmp.apps]] entry: "open" (any key) or "deny".
+        /// Playing an unlisted app is always allowed.
+        pub default_policy: PublishPolicy = PublishPolicy::Open,
+        /// Per-app publish and play rules ([[rtmp.apps]] tables).
+        pub apps: Vec<AppConfig> = Vec::new(),
+    }
+}
+
+impl RtmpConfig {
+    /// The entry for app `name`, if the config lists one.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// Whether `key` may publish to `app`: the app's keys if it is listed, else `default_policy`.
+    pub fn publish_allowed(&self, app: &str, key: &str) -> bool {
+        match self.app(app) {
+            Some(entry) => entry.allows_publish(key),
+            None => self.default_policy == PublishPolicy::Open,
+        }
+    }
+
+    /// Whether watchers may play streams of `app` (unlisted apps: yes).
+    pub fn play_allowed(&self, app: &str) -> bool {
+        self.app(app).is_none_or(|a| a.play)
+    }
+}
+
+section! {
+    /// One RTMP application (the first path segment of the stream name, e.g. "live").
+    pub struct AppConfig {
+        /// The app name, e.g. "live".
+        pub name: String = String::new(),
+        /// Stream keys allowed to publish; "${ENV}" reads an environment variable, "$${" is a
+        /// literal "${". An empty list lets any key publish.
+        pub publish_keys: Vec<Secret> = Vec::new(),
+        /// Whether watchers may play this app's streams.
+        pub play: bool = true,
+    }
+}
+
+impl AppConfig {
+    /// Whether `key` may publish here: any key when `publish_keys` is empty, else a match with
+    /// one of them. Every key is compared (constant time per key, no early exit).
+    pub fn allows_publish(&self, key: &str) -> bool {
+        if self.publish_keys.is_empty() {
+            return true;
+        }
+        self.publish_keys
+            .iter()
+            .fold(false, |found, k| found | k.matches(key.as_bytes()))
+    }
+}
+
+section! {
+    /// The fan-out engine: rings, GOP cache and slow-watcher policy.
+    pub struct FanoutConfig {
+        /// Start new watchers at the last keyframe, after cached metadata and sequence headers.
+        pub gop_cache: bool = true,
+        /// Most bytes one stream's cached GOP may hold; beyond it the cache is dropped until the
+        /// next keyframe.
+        pub max_gop_bytes: u64 = 16 * MIB,
+        /// Capacity of each per-core stream ring, in frames.
+        pub ring_frames: u32 = 4096,
+        /// A watcher further behind than this (or overrun by the ring) skips to the next
+        /// keyframe, in milliseconds.
+        pub watcher_max_lag_ms: u64 = 1_500,
+        /// A watcher that stays behind for this long is disconnected, in milliseconds.
+        pub slow_watcher_disconnect_ms: u64 = 5_000,
+        /// After a publisher leaves, watchers stay attached this long waiting for it to return,
+        /// in milliseconds (0 = end the stream at once).
+        pub publisher_grace_ms: u64 = 5_000,
+        /// A second RTMP/fstream publisher on a live stream replaces the first (true) or is
+        /// refused with NetStream.Publish.BadName (false). FTL has its own ftl.takeover.
+        pub takeover: bool = false,
+        /// Hold watcher writes this long to coalesce frames into fewer sends, in microseconds
+        /// (0 = write every runtime tick).
+        pub write_coalesce_us: u64 = 0,
+    }
+}
+
+section! {
+    /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
+    pub struct FtlConfig {
+        /// true, false or "auto": auto listens when at least one [[ftl.channels]] key exists
+        /// (from the file or --ftl-key); --ftl ADDR turns it on.
+        pub enabled: Switch = Switch::Auto,
+        /// Control channel listen addresses (clients hard-code port 8084).
+        pub listen: Listen = Listen::any_ipv4(8084),
+        /// UDP ports this node binds for media, one per live FTL stream ("START-END").
+        pub udp_port_range: PortRange = PortRange { start: 20_000, end: 20_999 },
+        /// Ports announced in "200. Use UDP port N" when a balancer maps them ("START-END", same
+        /// length as udp_port_range; the Nth bound port is announced as the Nth of this range).
+        /// Unset: announce the bound port.
+        pub advertised_port_range: Option<PortRange> = None,
+        /// Send RTCP NACKs for lost RTP packets (the client resends them).
+        pub nack: bool = true,
+        /// Packets that must arrive after a gap before it counts as lost and is NACKed.
+        pub reorder_window_packets: u16 = 16,
+        /// A control connection must authenticate within this time, in milliseconds.
+        pub auth_timeout_ms: u64 = 5_000,
+        /// An authenticated session with no media for this long is ended with 408, in
+        /// milliseconds.
+        pub no_media_timeout_ms: u64 = 10_000,
+        /// A session whose control and media are both silent this long is ended, in
+        /// milliseconds (clients ping every 5 s).
+        pub idle_timeout_ms: u64 = 30_000,
+        /// A second publisher on a live channel replaces the first (true) or gets 406 (false).
+        pub takeover: bool = true,
+        /// Most HMAC challenges one source IP may request per minute (0 = unlimited).
+        pub hmac_attempts_per_minute_per_ip: u32 = 30,
+        /// Stream name of a channel without its own `stream`; "{channel}" is the channel id.
+        pub stream_name_template: String = "ftl/{channel}".to_owned(),
+        /// Channels allowed to publish ([[ftl.channels]] tables).
+        pub channels: Vec<FtlChannel> = Vec::new(),
+    }
+}
+
+impl FtlConfig {
+    /// Whether the FTL listener should run.
+    pub fn is_active(&self) -> bool {
+        match self.enabled {
+            Switch::On => true,
+            Switch::Off => false,
+            Switch::Auto => !self.channels.is_empty(),
+        }
+    }
+
+    /// The channel with id `id`, if configured.
+    pub fn channel(&self, id: u32) -> Option<&FtlChannel> {
+        self.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The stream name channel `channel` publishes to: its `stream` or the template.
+    pub fn stream_name(&self, channel: &FtlChannel) -> String {
+        match &channel.stream {
+            Some(s) => s.clone(),
+            None => self
+                .stream_name_template
+                .replace("{channel}", &channel.id.to_string()),
+        }
+    }
+
+    /// The port announced to the client for bound media port `bound`.
+    pub fn advertised_port(&self, bound: u16) -> u16 {
+        match self.advertised_port_range {
+            Some(adv) if self.udp_port_range.contains(bound) => {
+                adv.start.saturating_add(bound - self.udp_port_range.start)
+            }
+            _ => bound,
+        }
+    }
+}
+
+section! {
+    /// One FTL channel: the stream key "{id}-{key}" that OBS-era clients hold.
+    pub struct FtlChannel {
+        /// The channel id (the number before the '-' in the stream key).
+        pub id: u32 = 0,
+        /// The shared secret (after the '-'); "${ENV}" reads an environment variable.
+        pub key: Secret = Secret::default(),
+        /// Stream name override; unset uses ftl.stream_name_template.
+        pub stream: Option<String> = None,
+    }
+}
+
+section! {
+    /// fstream: length-prefixed TCP handshake, then opaque bytes (broadcast or watch).
+    pub struct FstreamConfig {
+        /// Run the fstream listener.
+        pub enabled: bool = true,
+        /// Listen addresses.
+        pub listen: Listen = Listen::any_ipv4(61920),
+        /// Directory of "<user>.ini" files with a password (the original server's layout),
+        /// consulted for users not listed in [[fstream.users]].
+        pub users_dir: PathBuf = PathBuf::from("users"),
+        /// Time allowed to send the handshake payload, in milliseconds.
+        pub handshake_timeout_ms: u64 = 10_000,
+        /// Largest handshake payload accepted, in bytes.
+        pub max_handshake_len: u32 = 4096,
+        /// A broadcaster that sends nothing for this long is disconnected, in milliseconds.
+        pub broadcaster_idle_timeout_ms: u64 = 30_000,
+        /// Users allowed to broadcast ([[fstream.users]] tables).
+        pub users: Vec<FstreamUser> = Vec::new(),
+    }
+}
+
+impl FstreamConfig {
+    /// The listed user `name`, if any.
+    pub fn user(&self, name: &str) -> Option<&FstreamUser> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+section! {
+    /// One fstream user.
+    pub struct FstreamUser {
+        /// The user name ("user=" in the handshake).
+        pub name: String = String::new(),
+        /// The user password ("user-password="); "${ENV}" reads an environment variable.
+        pub password: Secret = Secret::default(),
+    }
+}
+
+section! {
+    /// HTTP: HTTP-FLV (GET /<app>/<key>.flv), /healthz, /readyz and /metrics.
+    pub struct HttpConfig {
+        /// Run the HTTP listener.
+        pub enabled: bool = true,
+        /// Listen addresses.
+        pub listen: Listen = Listen::any_ipv4(8080),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn app(keys: &[&str]) -> AppConfig {
+        AppConfig {
+            name: "live".to_owned(),
+            publish_keys: keys.iter().map(|k| Secret::literal(k)).collect(),
+            play: true,
+        }
+    }
+
+    #[test]
+    fn app_with_keys_allows_only_those_keys() {
+        let a = app(&["one", "two"]);
+        assert!(a.allows_publish("one"));
+        assert!(a.allows_publish("two"));
+        assert!(!a.allows_publish("three"));
+        assert!(!a.allows_publish(""));
+        assert!(app(&[]).allows_publish("anything"));
+    }
+
+    #[test]
+    fn unlisted_apps_follow_default_policy() {
+        let mut r = RtmpConfig {
+            apps: vec![app(&["k"])],
+            ..RtmpConfig::default()
+        };
+        assert!(r.publish_allowed("other", "x"));
+        assert!(!r.publish_allowed("live", "x"));
+        r.default_policy = PublishPolicy::Deny;
+        assert!(!r.publish_allowed("other", "x"));
+        assert!(r.publish_allowed("live", "k"));
+        assert!(r.play_allowed("other"));
+    }
+
+    #[test]
+    fn ftl_is_active_with_a_channel_or_when_on() {
+        let mut f = FtlConfig::default();
+        assert!(!f.is_active());
+        f.channels.push(FtlChannel {
+            id: 77,
+            ..FtlChannel::default()
+        });
+        assert!(f.is_active());
+        assert_eq!(f.stream_name(&f.channels[0]), "ftl/77");
+        f.enabled = Switch::Off;
+        assert!(!f.is_active());
+    }
+
+    #[test]
+    fn advertised_port_maps_by_offset() {
+        let mut f = FtlConfig::default();
+        assert_eq!(f.advertised_port(20_005), 20_005);
+        f.advertised_port_range = Some(PortRange {
+            start: 40_000,
+            end: 40_999,
+        });
+        assert_eq!(f.advertised_port(20_005), 40_005);
+    }
+
+    #[test]
+    fn workers_zero_means_available_cores() {
+        assert!(ServerConfig::default().worker_count() >= 1);
+        let s = ServerConfig {
+            workers: 3,
+            ..ServerConfig::default()
+        };
+        assert_eq!(s.worker_count(), 3);
+    }
+}
