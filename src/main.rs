@@ -1,10 +1,52 @@
 //! The `ringcast` binary: parse the command line, load the configuration, run the server.
 
+use clap::Parser as _;
 use mimalloc::MiMalloc;
+use ringcast::cli::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    println!("ringcast");
+    let cli = Cli::parse();
+    if let Some(Command::Fstream { addr, payload }) = &cli.command {
+        let _ = (addr, payload);
+        eprintln!("ringcast: the fstream client is not available in this build yet");
+        std::process::exit(2);
+    }
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ringcast: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cli.print_config {
+        match config.to_documented_toml(cli.secret_output()) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("ringcast: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    init_logging(&config.server.log);
+    for warning in config.startup_warnings() {
+        tracing::warn!("{warning}");
+    }
+    if let Err(e) = ringcast::server::run(config) {
+        tracing::error!("{e}");
+        eprintln!("ringcast: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
