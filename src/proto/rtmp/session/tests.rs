@@ -1,0 +1,1 @@
+//! Pair tests: a client and a server session joined in memory.
