@@ -163,7 +163,10 @@ mod tests {
         super::super::encode(
             &Value::object([
                 ("a", Value::Number(1.0)),
-                ("b", Value::StrictArray(vec![Value::string("xyz"), Value::Null])),
+                (
+                    "b",
+                    Value::StrictArray(vec![Value::string("xyz"), Value::Null]),
+                ),
             ]),
             &mut full,
         );

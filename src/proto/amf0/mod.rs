@@ -49,7 +49,10 @@ pub enum Value {
     EcmaArray(Vec<(String, Value)>),
     StrictArray(Vec<Value>),
     /// Milliseconds since the Unix epoch, and a time zone field that AMF0 says must be 0.
-    Date { millis: f64, time_zone: i16 },
+    Date {
+        millis: f64,
+        time_zone: i16,
+    },
     LongString(String),
 }
 

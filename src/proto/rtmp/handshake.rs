@@ -345,7 +345,10 @@ impl ClientHandshake {
 pub fn fuzz_server(data: &[u8]) {
     let mut hs = ServerHandshake::new([0x5a; RANDOM_SIZE]);
     let mut out = BytesMut::new();
-    let split = data.first().map_or(0, |&b| usize::from(b) * 8).min(data.len());
+    let split = data
+        .first()
+        .map_or(0, |&b| usize::from(b) * 8)
+        .min(data.len());
     let mut buf = BytesMut::from(&data[..split]);
     if hs.handle_input(&mut buf, &mut out).is_err() {
         return;

@@ -40,7 +40,10 @@ pub enum UserControl {
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
-    SetBufferLength { stream_id: u32, millis: u32 },
+    SetBufferLength {
+        stream_id: u32,
+        millis: u32,
+    },
     StreamIsRecorded(u32),
     PingRequest(u32),
     PingResponse(u32),
@@ -52,12 +55,19 @@ pub enum UserControl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlMessage {
     SetChunkSize(u32),
-    Abort { csid: u32 },
+    Abort {
+        csid: u32,
+    },
     /// Bytes received so far (RTMP 1.0 §5.4.3).
-    Acknowledgement { sequence: u32 },
+    Acknowledgement {
+        sequence: u32,
+    },
     WindowAckSize(u32),
     /// `limit`: 0 hard, 1 soft, 2 dynamic (RTMP 1.0 §5.4.5).
-    SetPeerBandwidth { size: u32, limit: u8 },
+    SetPeerBandwidth {
+        size: u32,
+        limit: u8,
+    },
     UserControl(UserControl),
 }
 

@@ -41,11 +41,15 @@ enum Step {
 }
 
 fn be24(b: &[u8]) -> u32 {
-    b.iter().take(3).fold(0, |acc, &x| (acc << 8) | u32::from(x))
+    b.iter()
+        .take(3)
+        .fold(0, |acc, &x| (acc << 8) | u32::from(x))
 }
 
 fn be32(b: &[u8]) -> u32 {
-    b.iter().take(4).fold(0, |acc, &x| (acc << 8) | u32::from(x))
+    b.iter()
+        .take(4)
+        .fold(0, |acc, &x| (acc << 8) | u32::from(x))
 }
 
 fn le32(b: &[u8]) -> u32 {
@@ -342,8 +346,14 @@ mod tests {
         wire.extend_from_slice(&enc_b[140..]);
         let msgs = decode_all(&mut decoder(), &wire);
         assert_eq!(msgs.len(), 2);
-        assert_eq!((msgs[0].csid, msgs[0].timestamp, &msgs[0].payload[..]), (4, 10, &a[..]));
-        assert_eq!((msgs[1].csid, msgs[1].timestamp, &msgs[1].payload[..]), (6, 20, &b[..]));
+        assert_eq!(
+            (msgs[0].csid, msgs[0].timestamp, &msgs[0].payload[..]),
+            (4, 10, &a[..])
+        );
+        assert_eq!(
+            (msgs[1].csid, msgs[1].timestamp, &msgs[1].payload[..]),
+            (6, 20, &b[..])
+        );
     }
 
     #[test]
@@ -357,7 +367,10 @@ mod tests {
         ]
         .concat();
         let msgs = decode_all(&mut decoder(), &wire);
-        let ts: Vec<_> = msgs.iter().map(|m| (m.timestamp, m.type_id, m.stream_id)).collect();
+        let ts: Vec<_> = msgs
+            .iter()
+            .map(|m| (m.timestamp, m.type_id, m.stream_id))
+            .collect();
         assert_eq!(ts, [(1000, 8, 1), (1040, 9, 1), (1073, 9, 1), (1106, 9, 1)]);
         assert_eq!(&msgs[3].payload[..], &[5]);
     }
@@ -387,7 +400,9 @@ mod tests {
         // fmt 0 with ext ts 0x01000000, then a fmt-3 chunk starting a new message: it carries
         // the 4-byte extended field too, and the delta (0x01000000) applies again.
         let wire = [
-            &[0x04, 0xff, 0xff, 0xff, 0, 0, 1, 9, 1, 0, 0, 0, 1, 0, 0, 0, 0xaa][..],
+            &[
+                0x04, 0xff, 0xff, 0xff, 0, 0, 1, 9, 1, 0, 0, 0, 1, 0, 0, 0, 0xaa,
+            ][..],
             &[0xc4, 1, 0, 0, 0, 0xbb],
         ]
         .concat();

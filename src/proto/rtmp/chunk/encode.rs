@@ -134,7 +134,8 @@ mod tests {
         assert_eq!(
             &out[..],
             &[
-                0x04, 0xff, 0xff, 0xff, 0, 0, 3, 9, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, // first chunk
+                0x04, 0xff, 0xff, 0xff, 0, 0, 3, 9, 1, 0, 0, 0, 1, 0, 0, 0, 0,
+                0, // first chunk
                 0xc4, 1, 0, 0, 0, 0, // fmt 3 + extended timestamp + 1 byte
             ]
         );

@@ -184,6 +184,11 @@ impl ClientSession {
         self.stream_id
     }
 
+    #[cfg(test)]
+    pub(super) fn conn_for_test(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
     fn send_connect(&mut self) {
         let Some((app, tc_url)) = &self.connect_args else {
             return;
@@ -292,7 +297,12 @@ impl ClientSession {
                         self.send("publish", 5.0, id, args);
                     }
                     Intent::Play(name) => {
-                        self.send("play", 5.0, id, vec![Value::string(name), Value::Number(-2.0)]);
+                        self.send(
+                            "play",
+                            5.0,
+                            id,
+                            vec![Value::string(name), Value::Number(-2.0)],
+                        );
                     }
                     Intent::None => {}
                 }
@@ -314,7 +324,8 @@ impl ClientSession {
                                 .push_back(ClientEvent::PublishStarted { stream_id });
                         }
                         "NetStream.Play.Start" => {
-                            self.events.push_back(ClientEvent::PlayStarted { stream_id });
+                            self.events
+                                .push_back(ClientEvent::PlayStarted { stream_id });
                         }
                         _ => {}
                     }

@@ -101,7 +101,10 @@ impl Conn {
 
     /// Handles the protocol control and user control messages both roles treat alike.
     /// Returns the parsed message, or `None` when `msg` is not a control message.
-    pub fn handle_control(&mut self, msg: &Message) -> Result<Option<ControlMessage>, SessionError> {
+    pub fn handle_control(
+        &mut self,
+        msg: &Message,
+    ) -> Result<Option<ControlMessage>, SessionError> {
         let Some(control) = ControlMessage::parse(msg.type_id, &msg.payload)? else {
             return Ok(None);
         };

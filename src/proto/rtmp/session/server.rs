@@ -51,8 +51,12 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum StreamState {
     Idle,
-    PublishRequested { name: String },
-    Publishing { name: String },
+    PublishRequested {
+        name: String,
+    },
+    Publishing {
+        name: String,
+    },
     /// Unpublished by FCUnpublish: stray media still in flight is dropped, not an error.
     Unpublished,
     PlayRequested,
@@ -203,10 +207,16 @@ impl ServerSession {
 
     /// Tells a player its stream's publisher left: `NetStream.Play.UnpublishNotify`, StreamEOF.
     pub fn notify_unpublish(&mut self, stream_id: u32) {
-        let status = on_status("status", "NetStream.Play.UnpublishNotify", "Stream unpublished.");
+        let status = on_status(
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "Stream unpublished.",
+        );
         self.conn.send_command(stream_id, &status);
         self.conn
-            .send_control(ControlMessage::UserControl(UserControl::StreamEof(stream_id)));
+            .send_control(ControlMessage::UserControl(UserControl::StreamEof(
+                stream_id,
+            )));
     }
 
     /// Tells a player a publisher (re)started: StreamBegin, `NetStream.Play.PublishNotify`.
@@ -215,7 +225,11 @@ impl ServerSession {
             .send_control(ControlMessage::UserControl(UserControl::StreamBegin(
                 stream_id,
             )));
-        let status = on_status("status", "NetStream.Play.PublishNotify", "Stream published.");
+        let status = on_status(
+            "status",
+            "NetStream.Play.PublishNotify",
+            "Stream published.",
+        );
         self.conn.send_command(stream_id, &status);
     }
 
@@ -274,7 +288,8 @@ impl ServerSession {
             payload = payload.slice(SET_DATA_FRAME.len()..);
         }
         let frame = Frame::new(kind, msg.timestamp, payload);
-        self.events.push_back(ServerEvent::Media { stream_id, frame });
+        self.events
+            .push_back(ServerEvent::Media { stream_id, frame });
         Ok(())
     }
 
@@ -311,7 +326,11 @@ impl ServerSession {
                 let name = string_arg(&cmd, 0, "publish", "stream name")?;
                 let publish_type = cmd.arg(1).and_then(Value::as_str).unwrap_or("live");
                 let publish_type = publish_type.to_owned();
-                self.request(msid, "publish", StreamState::PublishRequested { name: name.clone() })?;
+                self.request(
+                    msid,
+                    "publish",
+                    StreamState::PublishRequested { name: name.clone() },
+                )?;
                 self.events.push_back(ServerEvent::PublishRequested {
                     stream_id: msid,
                     app,
@@ -350,9 +369,10 @@ impl ServerSession {
             }
             "FCUnpublish" => {
                 let name = cmd.arg(0).and_then(Value::as_str).unwrap_or_default();
-                let found = self.streams.iter_mut().find(|s| {
-                    matches!(&s.state, StreamState::Publishing { name: n } if n == name)
-                });
+                let found = self
+                    .streams
+                    .iter_mut()
+                    .find(|s| matches!(&s.state, StreamState::Publishing { name: n } if n == name));
                 if let Some(s) = found {
                     s.state = StreamState::Unpublished;
                     let stream_id = s.id;
@@ -387,7 +407,10 @@ impl ServerSession {
                         args: vec![Value::object([
                             ("level", Value::string("error")),
                             ("code", Value::string("NetConnection.Call.Failed")),
-                            ("description", Value::string(format!("unknown command {other}"))),
+                            (
+                                "description",
+                                Value::string(format!("unknown command {other}")),
+                            ),
                         ])],
                     };
                     self.conn.send_command(0, &err);
@@ -427,7 +450,12 @@ impl ServerSession {
         ];
         // Enhanced RTMP: echo the client's codec list; media passes through untouched, so
         // whatever it can send we can relay.
-        for key in ["fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap", "capsEx"] {
+        for key in [
+            "fourCcList",
+            "videoFourCcInfoMap",
+            "audioFourCcInfoMap",
+            "capsEx",
+        ] {
             if let Some(v) = obj.get(key) {
                 props.push((key.to_owned(), v.clone()));
             }
