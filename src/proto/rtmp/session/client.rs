@@ -62,7 +62,7 @@ enum Intent {
 
 #[derive(Debug)]
 enum Phase {
-    Handshake(ClientHandshake),
+    Handshake(Box<ClientHandshake>),
     /// Handshake done; `connect` sent once `connect()` is called.
     Ready,
     Connecting,
@@ -96,7 +96,7 @@ impl ClientSession {
         };
         ClientSession {
             config,
-            phase: Phase::Handshake(hs),
+            phase: Phase::Handshake(Box::new(hs)),
             conn,
             connect_args: None,
             intent: Intent::None,

@@ -133,26 +133,34 @@ pub fn split_stream_name(name: &str) -> (&str, Option<&str>) {
 }
 
 #[cfg(fuzzing)]
-/// Fuzz harness: a server session fed arbitrary bytes after a valid simple handshake prefix
-/// is up to the fuzzer; accept every request so media paths are reached.
+/// Fuzz harness: a server session past a simple handshake, fed arbitrary bytes, accepting
+/// every publish and play so the media paths are reached.
 pub fn fuzz_server(data: &[u8]) {
     let mut s = ServerSession::new(SessionConfig::default(), [7; 1528]);
-    let mut buf = bytes::BytesMut::from(data);
-    for _ in 0..64 {
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&[3]);
+    buf.extend_from_slice(&[0; 2 * 1536]);
+    buf.extend_from_slice(data);
+    loop {
         if s.handle_input(&mut buf).is_err() {
             return;
         }
-        let mut progressed = false;
+        let mut answered = false;
         while let Some(ev) = s.poll_event() {
-            progressed = true;
             match ev {
-                ServerEvent::PublishRequested { stream_id, .. } => s.accept_publish(stream_id),
-                ServerEvent::PlayRequested { stream_id, .. } => s.accept_play(stream_id),
+                ServerEvent::PublishRequested { stream_id, .. } => {
+                    s.accept_publish(stream_id);
+                    answered = true;
+                }
+                ServerEvent::PlayRequested { stream_id, .. } => {
+                    s.accept_play(stream_id);
+                    answered = true;
+                }
                 _ => {}
             }
         }
         while s.poll_transmit().is_some() {}
-        if !progressed {
+        if !answered {
             return;
         }
     }

@@ -71,7 +71,7 @@ struct Stream {
 
 #[derive(Debug)]
 enum Phase {
-    Handshake(ServerHandshake),
+    Handshake(Box<ServerHandshake>),
     ExpectConnect,
     Connected { app: String },
 }
@@ -95,7 +95,7 @@ impl ServerSession {
     pub fn new(config: SessionConfig, handshake_random: [u8; RANDOM_SIZE]) -> Self {
         ServerSession {
             config,
-            phase: Phase::Handshake(ServerHandshake::new(handshake_random)),
+            phase: Phase::Handshake(Box::new(ServerHandshake::new(handshake_random))),
             conn: Conn::new(config.limits.chunk),
             streams: Vec::new(),
             next_stream_id: 1,
