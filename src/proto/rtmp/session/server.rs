@@ -57,7 +57,7 @@ enum StreamState {
     Publishing {
         name: String,
     },
-    /// Unpublished by FCUnpublish: stray media still in flight is dropped, not an error.
+    /// Unpublished (FCUnpublish, closeStream): stray media in flight is dropped, not an error.
     Unpublished,
     PlayRequested,
     Playing,
@@ -503,16 +503,21 @@ impl ServerSession {
         let Some(s) = self.streams.get_mut(pos) else {
             return;
         };
-        match s.state {
-            StreamState::Publishing { .. } | StreamState::PublishRequested { .. } => self
-                .events
-                .push_back(ServerEvent::Unpublished { stream_id }),
-            StreamState::Playing | StreamState::PlayRequested => self
-                .events
-                .push_back(ServerEvent::PlayStopped { stream_id }),
-            _ => {}
-        }
-        s.state = StreamState::Idle;
+        // A closed publishing stream drops stray media still in flight; it may publish again.
+        s.state = match s.state {
+            StreamState::Publishing { .. } | StreamState::PublishRequested { .. } => {
+                self.events
+                    .push_back(ServerEvent::Unpublished { stream_id });
+                StreamState::Unpublished
+            }
+            StreamState::Playing | StreamState::PlayRequested => {
+                self.events
+                    .push_back(ServerEvent::PlayStopped { stream_id });
+                StreamState::Idle
+            }
+            StreamState::Unpublished => StreamState::Unpublished,
+            StreamState::Idle => StreamState::Idle,
+        };
         if delete {
             self.streams.remove(pos);
         }

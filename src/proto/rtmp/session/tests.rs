@@ -245,22 +245,27 @@ fn client_stream_split_at_every_offset_gives_the_same_server_events() {
 }
 
 #[test]
-fn unpublish_is_reported_on_fcunpublish() {
+fn unpublish_is_reported_once_for_fcunpublish_then_delete_stream() {
     let mut p = publish_pair(usize::MAX, &[]);
-    p.client.conn_for_test().send_command(
-        0,
-        &Command {
-            name: "FCUnpublish".into(),
-            transaction_id: 6.0,
-            command_object: Value::Null,
-            args: vec![Value::string("key?token=abc")],
-        },
-    );
+    let cmd = |name: &str, txn: f64, arg: Value| Command {
+        name: name.into(),
+        transaction_id: txn,
+        command_object: Value::Null,
+        args: vec![arg],
+    };
+    let conn = p.client.conn_for_test();
+    conn.send_command(0, &cmd("FCUnpublish", 6.0, Value::string("key?token=abc")));
+    // Media still in flight after FCUnpublish is dropped, not an error.
+    conn.send_raw(6, 99, type_id::VIDEO, 1, &[0x27, 1]);
+    conn.send_command(0, &cmd("deleteStream", 7.0, Value::Number(1.0)));
     p.drive();
-    assert_eq!(
-        p.server_events.last(),
-        Some(&ServerEvent::Unpublished { stream_id: 1 })
-    );
+    let unpublished = p
+        .server_events
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::Unpublished { stream_id: 1 }))
+        .count();
+    assert_eq!(unpublished, 1);
+    assert!(p.media().is_empty());
 }
 
 #[test]
