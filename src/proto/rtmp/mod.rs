@@ -1,20 +1,35 @@
-//! PLACEHOLDER until the rtmp branch merges.
-use bytes::{BufMut, BytesMut};
-pub fn encoded_len(timestamp: u32, len: usize, chunk_size: usize) -> usize {
-    let ext = if timestamp >= 0xff_ffff { 4 } else { 0 };
-    12 + ext + len + (len.saturating_sub(1) / chunk_size) * (1 + ext)
+//! The sans-IO RTMP stack: handshake, chunk stream, protocol control messages and the
+//! server and client session state machines built from them.
+//!
+//! Layers, bottom up: [`handshake`] (C0/C1/C2, simple and FP9 digest), [`chunk`] (message
+//! (de)chunking), [`message`] (protocol control and user control messages), [`session`]
+//! (commands, streams, events). No sockets, runtime or clock reads: bytes in, bytes and events
+//! out. Spec: Adobe "Real-Time Messaging Protocol (RTMP) specification" 1.0, cited as
+//! `RTMP 1.0 §x`.
+
+pub mod chunk;
+pub mod handshake;
+pub mod message;
+pub mod session;
+
+pub use chunk::{ChunkDecoder, ChunkError, ChunkLimits, Message, encode_message, encoded_len};
+pub use handshake::{ClientHandshake, HandshakeError, HandshakeKind, ServerHandshake};
+pub use session::{
+    ClientConfig, ClientEvent, ClientSession, Limits, ServerEvent, ServerSession, SessionConfig,
+    SessionError, split_stream_name,
+};
+
+/// Chunk stream ids this crate uses for what it sends. Every message is written with a fmt-0
+/// header, so sharing a chunk stream between messages is safe; the ids only mirror common
+/// practice (Flash, ffmpeg) to ease reading captures.
+pub mod csid {
+    pub const PROTOCOL_CONTROL: u32 = 2;
+    pub const COMMAND: u32 = 3;
+    pub const AUDIO: u32 = 4;
+    pub const DATA: u32 = 5;
+    pub const VIDEO: u32 = 6;
 }
-pub fn encode_message(out: &mut BytesMut, csid: u32, timestamp: u32, type_id: u8, msid: u32, payload: &[u8], chunk_size: usize) {
-    let ext = timestamp >= 0xff_ffff;
-    out.put_u8(csid as u8);
-    let ts = if ext { 0xff_ffff } else { timestamp };
-    out.put_uint(ts as u64, 3);
-    out.put_uint(payload.len() as u64, 3);
-    out.put_u8(type_id);
-    out.put_u32_le(msid);
-    if ext { out.put_u32(timestamp); }
-    for (i, c) in payload.chunks(chunk_size).enumerate() {
-        if i > 0 { out.put_u8(0xc0 | csid as u8); if ext { out.put_u32(timestamp); } }
-        out.put_slice(c);
-    }
-}
+
+/// The message stream id the fan-out writes media with: the first (and only) stream a
+/// session's `createStream` allocates.
+pub const MEDIA_STREAM_ID: u32 = 1;
