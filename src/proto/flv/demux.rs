@@ -355,7 +355,7 @@ mod tests {
     fn unknown_tags_are_skipped_and_counted() {
         let a = video(1, 10);
         let b = video(2, 12);
-        let mut bytes = stream_of(&[a.clone()]);
+        let mut bytes = stream_of(std::slice::from_ref(&a));
         // A tag of type 15 with a 3-byte body, its PreviousTagSize, then a normal tag.
         bytes.extend_from_slice(&[15, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 14]);
         let mut tail = BytesMut::new();
