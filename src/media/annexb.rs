@@ -69,13 +69,10 @@ impl AnnexBScanner {
         while i < chunk.len() {
             // Fast path: no start code can end at i+2 if that byte is above 1 (at least in this
             // chunk, and only with no zeros carried in from the previous one).
-            if self.pending.is_none() && self.zeros == 0 {
-                if let Some(&b) = chunk.get(i + 2) {
-                    if b > 1 {
-                        i += 3;
-                        continue;
-                    }
-                }
+            if self.pending.is_none() && self.zeros == 0 && chunk.get(i + 2).is_some_and(|&b| b > 1)
+            {
+                i += 3;
+                continue;
             }
             let Some(&byte) = chunk.get(i) else { break };
             let at = base + i as u64;
@@ -166,10 +163,8 @@ impl JoinPoint {
                     *candidate = None;
                     *aud_just_before = Some(nal.offset);
                 }
-                NAL_SPS => {
-                    if candidate.is_none() {
-                        *candidate = Some(aud.unwrap_or(nal.offset));
-                    }
+                NAL_SPS if candidate.is_none() => {
+                    *candidate = Some(aud.unwrap_or(nal.offset));
                 }
                 NAL_IDR => {
                     if let Some(start) = candidate.take() {
@@ -325,11 +320,11 @@ mod tests {
             let want_a = (0..2)
                 .filter(|&j| expected[j] < k as u64 && confirmed_in_a(j))
                 .map(|j| expected[j] as usize)
-                .last();
+                .next_back();
             let want_b = (0..2)
                 .filter(|&j| expected[j] >= k as u64)
                 .map(|j| expected[j] as usize - k)
-                .last();
+                .next_back();
             assert_eq!((in_a, in_b), (want_a, want_b), "split at {k}");
         }
     }
