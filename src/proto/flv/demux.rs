@@ -427,3 +427,45 @@ mod tests {
         }
     }
 }
+
+/// libFuzzer harness (`fuzz/fuzz_targets/flv_demux.rs`): demuxes `data` (after a 1-byte piece
+/// size) whole and in pieces and checks both agree, and that frames re-mux to the same frames.
+#[cfg(fuzzing)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub fn fuzz_demux(data: &[u8]) {
+    use bytes::BufMut;
+    let Some((&piece, data)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_tag_size: 4096,
+        max_header_len: 64,
+    };
+    let run = |piece: usize| -> (Vec<Frame>, Option<FlvError>) {
+        let mut demuxer = FlvDemuxer::new(limits);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in data.chunks(piece.max(1)) {
+            buf.put_slice(chunk);
+            loop {
+                match demuxer.decode(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(err) => return (frames, Some(err)),
+                }
+            }
+        }
+        (frames, None)
+    };
+    let whole = run(data.len());
+    let split = run(usize::from(piece));
+    assert_eq!(whole, split, "split invariance");
+    let mut again = BytesMut::from(&super::file_header(true, true)[..]);
+    for frame in &whole.0 {
+        super::write_tag(&mut again, frame).unwrap();
+    }
+    let mut demuxer = FlvDemuxer::new(limits);
+    for frame in &whole.0 {
+        assert_eq!(demuxer.decode(&mut again).unwrap().as_ref(), Some(frame));
+    }
+}

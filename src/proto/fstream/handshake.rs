@@ -296,3 +296,42 @@ mod tests {
         assert!(shown.contains("****"));
     }
 }
+
+/// libFuzzer harness (`fuzz/fuzz_targets/fstream_handshake.rs`): decodes `data` (after a 1-byte
+/// split point) whole and split, checks both agree, and that an accepted payload re-encodes to a
+/// frame that decodes to the same request.
+#[cfg(fuzzing)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub fn fuzz_handshake(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let whole = HandshakeDecoder::new(256).decode(&mut BytesMut::from(data));
+    let (a, b) = data.split_at(usize::from(split).min(data.len()));
+    let mut decoder = HandshakeDecoder::new(256);
+    let mut buf = BytesMut::from(a);
+    let split_result = match decoder.decode(&mut buf) {
+        Ok(None) => {
+            buf.extend_from_slice(b);
+            decoder.decode(&mut buf)
+        }
+        other => other,
+    };
+    assert_eq!(whole, split_result, "split invariance");
+    if let Ok(Some(request)) = whole {
+        let len = data
+            .get(..4)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]));
+        let payload = data.get(5..5 + len.unwrap_or(0) as usize).unwrap();
+        let text = std::str::from_utf8(payload).unwrap();
+        let again = HandshakeDecoder::default()
+            .decode(&mut BytesMut::from(&encode_request(text).unwrap()[..]))
+            .unwrap();
+        assert_eq!(again.as_ref(), Some(&request));
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("****")
+                || (request.user_password.is_none() && request.channel_password.is_none())
+        );
+    }
+}
