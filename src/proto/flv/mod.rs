@@ -7,7 +7,7 @@
 //!
 //! - [`mux`]: [`file_header`], [`tag_header`], [`write_tag`], [`TagParts`] (hot path, once per frame).
 //! - [`demux`]: [`FlvDemuxer`], which turns a byte stream into frames sharing the input buffer.
-//! - [`sniff`]: [`sniff()`](sniff::sniff), FLV vs H.264 Annex-B vs opaque for an fstream broadcast.
+//! - [`mod@sniff`]: [`sniff()`], FLV vs H.264 Annex-B vs opaque for an fstream broadcast.
 
 pub mod demux;
 pub mod mux;
