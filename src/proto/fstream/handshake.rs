@@ -298,8 +298,8 @@ mod tests {
 }
 
 /// libFuzzer harness (`fuzz/fuzz_targets/fstream_handshake.rs`): decodes `data` (after a 1-byte
-/// split point) whole and split, checks both agree, and that an accepted payload re-encodes to a
-/// frame that decodes to the same request.
+/// split point) whole and split and checks both agree; frames the input as a payload to reach the
+/// pair parser directly; checks accepted requests re-encode to themselves and redact passwords.
 #[cfg(fuzzing)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub fn fuzz_handshake(data: &[u8]) {
@@ -318,20 +318,33 @@ pub fn fuzz_handshake(data: &[u8]) {
         other => other,
     };
     assert_eq!(whole, split_result, "split invariance");
+    if let Some(text) = std::str::from_utf8(data).ok().filter(|t| !t.is_empty()) {
+        let framed = encode_request(text).unwrap();
+        let mut buf = BytesMut::from(&framed[..]);
+        if let Ok(Some(request)) = HandshakeDecoder::new(1 << 20).decode(&mut buf) {
+            assert!(buf.is_empty());
+            check_redacted(&request);
+        }
+    }
     if let Ok(Some(request)) = whole {
         let len = data
-            .get(..4)
-            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]));
-        let payload = data.get(5..5 + len.unwrap_or(0) as usize).unwrap();
+            .first_chunk::<4>()
+            .map_or(0, |l| u32::from_be_bytes(*l));
+        let payload = data.get(5..5 + len as usize).unwrap();
         let text = std::str::from_utf8(payload).unwrap();
         let again = HandshakeDecoder::default()
             .decode(&mut BytesMut::from(&encode_request(text).unwrap()[..]))
             .unwrap();
         assert_eq!(again.as_ref(), Some(&request));
-        let shown = format!("{request:?}");
-        assert!(
-            shown.contains("****")
-                || (request.user_password.is_none() && request.channel_password.is_none())
-        );
+        check_redacted(&request);
     }
+}
+
+#[cfg(fuzzing)]
+#[allow(clippy::panic)]
+fn check_redacted(request: &Request) {
+    let shown = format!("{request:?}");
+    let passwords = usize::from(request.user_password.is_some())
+        + usize::from(request.channel_password.is_some());
+    assert!(shown.matches("****").count() >= passwords);
 }
