@@ -1,0 +1,166 @@
+//! FLV serialisation for egress (HTTP-FLV, fstream watch): the file header and one tag per frame.
+//!
+//! **Which form the fan-out should use:** [`write_tag`], once per frame, into a fresh `BytesMut`
+//! that is then frozen and shared by every watcher. It copies the payload once per frame (a 50 KB
+//! keyframe is a few microseconds of `memcpy`), and in exchange every watcher queues one
+//! contiguous `Bytes` per frame: one iovec and one refcount per watcher per frame. [`TagParts`]
+//! avoids that one copy but costs three iovecs/refcounts per watcher per frame, which loses as
+//! soon as a frame has more than a handful of watchers; use it only for one-off writers (a single
+//! recorder, tests). `benches/flv_tag.rs` measures both.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{FlvError, MAX_DATA_SIZE, PREVIOUS_TAG_SIZE_LEN, SIGNATURE, TAG_HEADER_LEN};
+use crate::media::Frame;
+
+/// The 9-byte FLV header followed by PreviousTagSize0 (always 0). // FLV v10.1 §E.2, §E.3
+pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
+    // TypeFlags: bits 7..3 reserved, bit 2 audio, bit 1 reserved, bit 0 video.
+    let flags = (u8::from(has_audio) << 2) | u8::from(has_video);
+    let [s0, s1, s2, s3] = SIGNATURE;
+    [s0, s1, s2, s3, flags, 0, 0, 0, 9, 0, 0, 0, 0]
+}
+
+/// Total bytes [`write_tag`] appends for `frame`: tag header, payload, PreviousTagSize.
+pub fn tag_len(frame: &Frame) -> usize {
+    TAG_HEADER_LEN + frame.payload.len() + PREVIOUS_TAG_SIZE_LEN
+}
+
+fn data_size(frame: &Frame) -> Result<u32, FlvError> {
+    let len = frame.payload.len();
+    if len > MAX_DATA_SIZE {
+        return Err(FlvError::PayloadTooLarge {
+            len,
+            max: MAX_DATA_SIZE,
+        });
+    }
+    // MAX_DATA_SIZE < u32::MAX, so this cannot fail after the check above.
+    u32::try_from(len).map_err(|_| FlvError::PayloadTooLarge {
+        len,
+        max: MAX_DATA_SIZE,
+    })
+}
+
+/// The 11-byte tag header for `frame`. // FLV v10.1 §E.4.1
+///
+/// TagType (Filter bit clear), DataSize (UI24), Timestamp (lower 24 bits), TimestampExtended
+/// (upper 8 bits), StreamID (always 0). Fails only when the payload exceeds 16 MiB − 1, which no
+/// ingest produces (RTMP message lengths are 24-bit too).
+pub fn tag_header(frame: &Frame) -> Result<[u8; 11], FlvError> {
+    let [_, s2, s1, s0] = data_size(frame)?.to_be_bytes();
+    let [t3, t2, t1, t0] = frame.timestamp.to_be_bytes();
+    Ok([frame.kind.type_id(), s2, s1, s0, t2, t1, t0, t3, 0, 0, 0])
+}
+
+/// Appends the whole tag for `frame` to `out`: header, payload, PreviousTagSize (11 + DataSize).
+/// On error nothing is written.
+pub fn write_tag(out: &mut BytesMut, frame: &Frame) -> Result<(), FlvError> {
+    let header = tag_header(frame)?;
+    out.reserve(tag_len(frame));
+    out.put_slice(&header);
+    out.put_slice(&frame.payload);
+    out.put_u32(previous_tag_size(frame.payload.len()));
+    Ok(())
+}
+
+fn previous_tag_size(payload_len: usize) -> u32 {
+    // Only called after `data_size` accepted the length, so this fits; saturate rather than panic.
+    u32::try_from(TAG_HEADER_LEN + payload_len).unwrap_or(u32::MAX)
+}
+
+/// A tag as three pieces, the payload shared with the frame (no copy). See the module doc for
+/// when to prefer [`write_tag`] instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagParts {
+    pub header: [u8; 11],
+    pub payload: Bytes,
+    pub previous_tag_size: [u8; 4],
+}
+
+impl TagParts {
+    /// Splits `frame` into header, shared payload and trailer.
+    pub fn new(frame: &Frame) -> Result<Self, FlvError> {
+        Ok(TagParts {
+            header: tag_header(frame)?,
+            payload: frame.payload.clone(),
+            previous_tag_size: previous_tag_size(frame.payload.len()).to_be_bytes(),
+        })
+    }
+
+    /// Total length on the wire.
+    pub fn len(&self) -> usize {
+        TAG_HEADER_LEN + self.payload.len() + PREVIOUS_TAG_SIZE_LEN
+    }
+
+    /// Never true: a tag has at least its header and trailer.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MediaKind;
+
+    #[test]
+    fn file_header_layout() {
+        assert_eq!(
+            file_header(true, true),
+            *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
+        );
+        assert_eq!(file_header(false, true)[4], 0x01);
+        assert_eq!(file_header(true, false)[4], 0x04);
+        assert_eq!(file_header(false, false)[4], 0x00);
+    }
+
+    #[test]
+    fn tag_header_splits_extended_timestamp() {
+        let frame = Frame::new(
+            MediaKind::Video,
+            0x1234_5678,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+        );
+        assert_eq!(
+            tag_header(&frame),
+            Ok([9, 0, 0, 5, 0x34, 0x56, 0x78, 0x12, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn write_tag_appends_header_payload_and_previous_size() {
+        let frame = Frame::new(MediaKind::Audio, 7, Bytes::from_static(&[0xaf, 1, 2]));
+        let mut out = BytesMut::new();
+        assert_eq!(write_tag(&mut out, &frame), Ok(()));
+        assert_eq!(
+            &out[..],
+            &[8, 0, 0, 3, 0, 0, 7, 0, 0, 0, 0, 0xaf, 1, 2, 0, 0, 0, 14]
+        );
+        assert_eq!(out.len(), tag_len(&frame));
+        let parts = TagParts::new(&frame);
+        assert!(parts.is_ok_and(|p| {
+            let mut joined = p.header.to_vec();
+            joined.extend_from_slice(&p.payload);
+            joined.extend_from_slice(&p.previous_tag_size);
+            joined == out[..] && p.len() == out.len()
+        }));
+    }
+
+    #[test]
+    fn oversized_payload_is_refused_without_writing() {
+        let frame = Frame::new(
+            MediaKind::Video,
+            0,
+            Bytes::from(vec![0x27; MAX_DATA_SIZE + 1]),
+        );
+        let mut out = BytesMut::new();
+        assert_eq!(
+            write_tag(&mut out, &frame),
+            Err(FlvError::PayloadTooLarge {
+                len: MAX_DATA_SIZE + 1,
+                max: MAX_DATA_SIZE
+            })
+        );
+        assert!(out.is_empty());
+    }
+}
