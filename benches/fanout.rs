@@ -2,6 +2,8 @@
 //! once and appends it to the ring, then every watcher gathers its write batch (a refcount
 //! clone of the shared RTMP bytes). Run: `cargo bench --bench fanout`.
 
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 use std::rc::Rc;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The `ringcast` binary: parse the command line, load the configuration, run the server.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser as _;
 use mimalloc::MiMalloc;
 use ringcast::cli::{Cli, Command};
@@ -47,6 +49,7 @@ fn init_logging(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -12,14 +12,6 @@ use bytes::{Bytes, BytesMut};
 use crate::media::{Frame, FrameRole, MediaKind};
 use crate::proto::{flv, rtmp};
 
-/// RTMP chunk stream ids used for relayed media (any id ≥ 3 is valid; these are what
-/// nginx-rtmp and most servers use, which keeps packet captures familiar).
-const CSID_AUDIO: u32 = 6;
-const CSID_VIDEO: u32 = 7;
-const CSID_DATA: u32 = 5;
-
-/// The message stream id every player's media is sent on: the first stream a client creates.
-pub const PLAY_MESSAGE_STREAM_ID: u32 = 1;
 
 /// What the frame carries: media (RTMP/FLV capable) or opaque bytes of an fstream broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +40,12 @@ impl EncodedFrame {
     /// Serialises a media frame for RTMP once; FLV is built lazily.
     pub fn media(frame: Frame, chunk_size: usize) -> Self {
         let csid = match frame.kind {
-            MediaKind::Audio => CSID_AUDIO,
-            MediaKind::Video => CSID_VIDEO,
-            MediaKind::Script => CSID_DATA,
+            MediaKind::Audio => rtmp::csid::AUDIO,
+            MediaKind::Video => rtmp::csid::VIDEO,
+            MediaKind::Script => rtmp::csid::DATA,
         };
         let mut out = BytesMut::with_capacity(rtmp::encoded_len(
+            csid,
             frame.timestamp,
             frame.payload.len(),
             chunk_size,
@@ -62,7 +55,7 @@ impl EncodedFrame {
             csid,
             frame.timestamp,
             frame.kind.type_id(),
-            PLAY_MESSAGE_STREAM_ID,
+            rtmp::MEDIA_STREAM_ID,
             &frame.payload,
             chunk_size,
         );
@@ -97,9 +90,18 @@ impl EncodedFrame {
     pub fn flv(&self) -> &Bytes {
         self.flv.get_or_init(|| match self.content {
             Content::Media(kind) => {
-                let mut out = BytesMut::with_capacity(self.payload.len() + 15);
-                flv::write_tag(&mut out, kind, self.timestamp, &self.payload);
-                out.freeze()
+                let frame = Frame {
+                    kind,
+                    timestamp: self.timestamp,
+                    role: self.role,
+                    payload: self.payload.clone(),
+                };
+                let mut out = BytesMut::with_capacity(flv::tag_len(&frame));
+                // Only a payload over FLV's 24-bit size fails, and no ingest admits one.
+                match flv::write_tag(&mut out, &frame) {
+                    Ok(()) => out.freeze(),
+                    Err(_) => Bytes::new(),
+                }
             }
             Content::Opaque => self.payload.clone(),
         })

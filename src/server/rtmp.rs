@@ -19,7 +19,7 @@ use super::runtime::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
-use crate::proto::rtmp::{Limits, ServerEvent, ServerSession, SessionConfig};
+use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
 
 /// Bytes read from the socket per read.
 const READ_SIZE: usize = 64 * 1024;
@@ -102,8 +102,11 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let session = ServerSession::new(
         SessionConfig {
             limits: Limits {
-                max_message_len: cfg.max_message_size,
-                max_chunk_streams: cfg.max_chunk_streams as usize,
+                chunk: ChunkLimits {
+                    max_message_len: cfg.max_message_size,
+                    max_chunk_streams: cfg.max_chunk_streams as usize,
+                    ..ChunkLimits::default()
+                },
                 ..Limits::default()
             },
             chunk_size: cfg.chunk_size,
