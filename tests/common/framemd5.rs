@@ -45,12 +45,12 @@ impl FrameMd5 {
                     ("codec_id ", &mut doc.codecs),
                     ("media_type ", &mut doc.media_types),
                 ] {
-                    if let Some(rest) = header.strip_prefix(prefix) {
-                        if let Some((idx, name)) = rest.split_once(':') {
-                            if let Ok(idx) = idx.trim().parse() {
-                                map.insert(idx, name.trim().to_owned());
-                            }
-                        }
+                    if let Some((idx, name)) = header
+                        .strip_prefix(prefix)
+                        .and_then(|rest| rest.split_once(':'))
+                        && let Ok(idx) = idx.trim().parse()
+                    {
+                        map.insert(idx, name.trim().to_owned());
                     }
                 }
                 continue;

@@ -240,7 +240,11 @@ pub fn handshake(stream: &mut TcpStream) -> io::Result<()> {
 impl RawRtmp {
     /// TCP connect and handshake only.
     pub fn handshaken(port: u16) -> RawRtmp {
-        let mut stream = tcp(port);
+        RawRtmp::handshaken_over(tcp(port), port)
+    }
+
+    /// Handshake over an already connected `stream` (e.g. one with custom socket options).
+    pub fn handshaken_over(mut stream: TcpStream, port: u16) -> RawRtmp {
         handshake(&mut stream).expect("RTMP handshake with the server");
         RawRtmp {
             stream,
@@ -254,7 +258,12 @@ impl RawRtmp {
 
     /// Handshake + `connect(app)`, waiting for its `_result`.
     pub fn connected(port: u16, app: &str) -> RawRtmp {
-        let mut c = RawRtmp::handshaken(port);
+        RawRtmp::over(tcp(port), port, app)
+    }
+
+    /// Handshake + `connect(app)` over an already connected `stream`.
+    pub fn over(stream: TcpStream, port: u16, app: &str) -> RawRtmp {
+        let mut c = RawRtmp::handshaken_over(stream, port);
         let tc_url = format!("rtmp://127.0.0.1:{port}/{app}");
         let obj = Amf::Object(vec![
             ("app".into(), Amf::str(app)),
