@@ -11,7 +11,7 @@ use common::fixtures::Fixture;
 use common::media;
 use common::process::wait_until;
 use common::server::Server;
-use common::unique_key;
+use common::{unique_key, with_context};
 
 #[test]
 fn gstreamer_rtmp2src_plays_what_ffmpeg_publishes() {
@@ -35,5 +35,14 @@ fn gstreamer_rtmp2src_plays_what_ffmpeg_publishes() {
         server.stderr()
     );
     server.assert_alive();
-    media::assert_faithful_relay(Fixture::H264Aac, &out, 75, "gstreamer rtmp2src");
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\ngst stderr:\n{}",
+                server.stderr(),
+                gst.stderr()
+            )
+        },
+        || media::assert_faithful_relay(Fixture::H264Aac, &out, 75, "gstreamer rtmp2src"),
+    );
 }

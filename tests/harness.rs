@@ -28,13 +28,15 @@ const SAMPLE: &str = "#format: frame checksums
 #stream#, dts,        pts, duration,     size, hash
 0,        -57,         23,       40,     4748, 5cacddff1366730254820dd7e54dd547
 0,        -17,        183,       40,     2205, 3df860393a5399014e02f52a7212d8e6
+0,       4080,       4080,       40,     4748, 5cacddff1366730254820dd7e54dd547, S=1,       39, 346c979d266acfd813c09896f53f7ba8
 0,         23,        10";
 
 #[test]
-fn framemd5_parses_header_and_records_and_ignores_truncated_tail() {
+fn framemd5_parses_header_records_and_side_data_and_ignores_truncated_tail() {
     let doc = FrameMd5::parse(SAMPLE);
     assert_eq!(doc.video_codec(), Some("h264"));
-    assert_eq!(doc.packets.len(), 2);
+    assert_eq!(doc.packets.len(), 3, "the side-data line is a packet too");
+    assert_eq!(doc.packets[2].md5, "5cacddff1366730254820dd7e54dd547");
     assert_eq!(
         doc.packets[0],
         PacketRecord {
@@ -46,7 +48,7 @@ fn framemd5_parses_header_and_records_and_ignores_truncated_tail() {
             md5: "5cacddff1366730254820dd7e54dd547".into()
         }
     );
-    assert_eq!(doc.video().len(), 2);
+    assert_eq!(doc.video().len(), 3);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fixtures::Fixture;
 use common::media;
 use common::server::Server;
-use common::{tools, unique_key};
+use common::{tools, unique_key, with_context};
 
 fn relay_enhanced(fixture: Fixture) {
     let mut server = Server::start();
@@ -18,11 +18,26 @@ fn relay_enhanced(fixture: Fixture) {
     let url = server.url("live", &unique_key("ertmp"));
     let _publisher = media::publish(fixture, &url, false, &dir, "pub");
     std::thread::sleep(Duration::from_millis(1500));
-    let player = media::play_to_flv(&tools::ffmpeg_modern(), &url, Some(5.0), &dir, "play");
-    let capture = player.out.clone();
+    let mut player = media::play_to_flv(&tools::ffmpeg_modern(), &url, Some(5.0), &dir, "play");
     player.finish(Duration::from_secs(25));
     server.assert_alive();
-    media::assert_faithful_relay(fixture, &capture, 100, &format!("{fixture:?} over E-RTMP"));
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\nplayer stderr:\n{}",
+                server.stderr(),
+                player.stderr()
+            )
+        },
+        || {
+            media::assert_faithful_relay(
+                fixture,
+                &player.out,
+                100,
+                &format!("{fixture:?} over E-RTMP"),
+            )
+        },
+    );
 }
 
 #[test]

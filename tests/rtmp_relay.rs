@@ -13,7 +13,7 @@ use common::framemd5::{self, FrameMd5};
 use common::media;
 use common::process::wait_until;
 use common::server::Server;
-use common::{tools, unique_key};
+use common::{tools, unique_key, with_context};
 
 #[test]
 fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
@@ -22,12 +22,20 @@ fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
     let url = server.url("live", &unique_key("relay"));
     let _publisher = media::publish(Fixture::H264Aac, &url, false, &dir, "pub");
     std::thread::sleep(Duration::from_millis(1500));
-    let player = media::play_to_flv(&tools::ffmpeg(), &url, Some(5.0), &dir, "play");
-    let capture = player.out.clone();
+    let mut player = media::play_to_flv(&tools::ffmpeg(), &url, Some(5.0), &dir, "play");
     player.finish(Duration::from_secs(25));
     server.assert_alive();
     // 5 s of output at 25 fps is 125 packets; 100 leaves room for the player's probe.
-    media::assert_faithful_relay(Fixture::H264Aac, &capture, 100, "ffmpeg 5.1 player");
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\nplayer stderr:\n{}",
+                server.stderr(),
+                player.stderr()
+            )
+        },
+        || media::assert_faithful_relay(Fixture::H264Aac, &player.out, 100, "ffmpeg 5.1 player"),
+    );
 }
 
 #[test]
@@ -84,16 +92,28 @@ fn two_workers_serve_media_to_every_one_of_six_players() {
     let players: Vec<_> = (0..6)
         .map(|i| media::play_to_flv(&tools::ffmpeg(), &url, Some(3.0), &dir, &format!("play{i}")))
         .collect();
-    let captures: Vec<_> = players
-        .into_iter()
-        .map(|p| {
-            let out = p.out.clone();
-            p.finish(Duration::from_secs(30));
-            out
-        })
-        .collect();
+    let mut players = players;
+    for player in &mut players {
+        player.finish(Duration::from_secs(30));
+    }
     server.assert_alive();
-    for (i, capture) in captures.iter().enumerate() {
-        media::assert_faithful_relay(Fixture::H264Aac, capture, 50, &format!("player {i} of 6"));
+    for (i, player) in players.iter().enumerate() {
+        with_context(
+            || {
+                format!(
+                    "server stderr:\n{}\nplayer stderr:\n{}",
+                    server.stderr(),
+                    player.stderr()
+                )
+            },
+            || {
+                media::assert_faithful_relay(
+                    Fixture::H264Aac,
+                    &player.out,
+                    50,
+                    &format!("player {i} of 6"),
+                )
+            },
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::process::run_ok;
 
-/// One packet line: `stream#, dts, pts, duration, size, hash`.
+/// One packet line: `stream#, dts, pts, duration, size, hash[, S=n, size, hash...]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketRecord {
     pub stream: u32,
@@ -100,7 +100,9 @@ impl FrameMd5 {
 
 fn parse_record(line: &str) -> Option<PacketRecord> {
     let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-    if fields.len() != 6 || fields[5].len() != 32 {
+    // Six fields, then optional side data (`S=n, size, hash`, e.g. new extradata when a
+    // publisher is replaced); the hash in field 6 covers the packet data alone.
+    if fields.len() < 6 || fields[5].len() != 32 {
         return None;
     }
     Some(PacketRecord {

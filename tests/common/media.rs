@@ -76,30 +76,20 @@ pub fn play_to_flv(
 }
 
 impl FlvPlayer {
-    /// Waits for a `-t` player to exit on its own (killing it at `timeout`) and returns the
-    /// captured bytes.
-    pub fn finish(mut self, timeout: Duration) -> Vec<u8> {
+    /// Waits for a `-t` player to exit on its own, stopping it at `timeout`.
+    pub fn finish(&mut self, timeout: Duration) {
         if self.child.wait_timeout(timeout).is_none() {
             self.child.interrupt_and_wait(Duration::from_secs(5));
         }
-        self.read_capture()
     }
 
-    /// Stops the player with SIGINT (ffmpeg then finalises the file) and returns the bytes.
-    pub fn stop(mut self) -> Vec<u8> {
+    /// Stops the player with SIGINT (ffmpeg then finalises the file).
+    pub fn stop(&mut self) {
         self.child.interrupt_and_wait(Duration::from_secs(5));
-        self.read_capture()
     }
 
-    fn read_capture(&self) -> Vec<u8> {
-        std::fs::read(&self.out).unwrap_or_else(|e| {
-            panic!(
-                "{}: no capture at {} ({e}); player stderr:\n{}",
-                self.child.name(),
-                self.out.display(),
-                self.child.stderr()
-            )
-        })
+    pub fn stderr(&self) -> String {
+        self.child.stderr()
     }
 }
 

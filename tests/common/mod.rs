@@ -36,3 +36,19 @@ pub fn unique_key(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Runs `check`; if it panics, panics again with `context()` (typically the server's and the
+/// clients' stderr) appended, so a failed assertion comes with the logs that explain it.
+pub fn with_context<T>(context: impl FnOnce() -> String, check: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("{message}\n---- context ----\n{}", context())
+        }
+    }
+}

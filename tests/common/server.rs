@@ -1,6 +1,10 @@
 //! The `ringcast` server under test: spawned on a free 127.0.0.1 port with an optional TOML
 //! config, ready once a TCP connect succeeds, stderr captured to a file for failure messages,
 //! killed on drop.
+//!
+//! `RINGCAST_TEST_SERVER` may name another binary with the same command line (a release build,
+//! or a reference relay behind a wrapper script, used to check that the tests themselves are
+//! right); by default the tests run this package's `ringcast` binary.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -11,6 +15,13 @@ use tempfile::TempDir;
 
 use super::free_port;
 use super::process::ChildGuard;
+
+fn server_binary() -> PathBuf {
+    std::env::var_os("RINGCAST_TEST_SERVER").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_ringcast")),
+        PathBuf::from,
+    )
+}
 
 pub struct Server {
     pub port: u16,
@@ -36,7 +47,7 @@ impl Server {
         let mut last_err = String::new();
         for attempt in 0..3 {
             let port = free_port();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+            let mut cmd = Command::new(server_binary());
             cmd.arg("--rtmp")
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--workers")
