@@ -220,6 +220,11 @@ fn capture_pipeline_verifies_hevc_through_ffmpeg_rtmp_listener() {
 }
 
 #[test]
+fn capture_pipeline_verifies_av1_through_ffmpeg_rtmp_listener() {
+    relay_through_ffmpeg_listener(Fixture::Av1Aac);
+}
+
+#[test]
 fn raw_client_publishes_to_ffmpeg_rtmp_listener() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -36,7 +36,12 @@ pub fn publish_with(
     }
     cmd.arg("-i")
         .arg(fixture.path())
-        .args(["-map", "0", "-c", "copy", "-f", "flv", url]);
+        .args(["-map", "0", "-c", "copy"]);
+    if fixture.flv_fourcc() != "avc1" {
+        // Announce E-RTMP support in connect (`fourCcList`), as OBS does.
+        cmd.args(["-rtmp_enhanced_codecs", fixture.flv_fourcc()]);
+    }
+    cmd.args(["-f", "flv", url]);
     ChildGuard::spawn(name, &mut cmd, dir.join(format!("{name}.stderr")))
 }
 
