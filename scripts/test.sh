@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the integration tests need (skipped when already
+# present), then runs rustfmt, clippy with warnings denied, and the whole workspace's tests
+# (cargo-nextest when installed, else cargo test). Any failure fails the script.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+eval "$(scripts/install-test-deps.sh)"
+export RINGCAST_FFMPEG_MODERN
+echo "test.sh: modern ffmpeg: $RINGCAST_FFMPEG_MODERN"
+
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "test.sh: cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "test.sh: cargo nextest run"
+    cargo nextest run --workspace --no-fail-fast
+else
+    echo "test.sh: cargo-nextest not found, using cargo test"
+    cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,110 @@
+//! The `ringcast` server under test: spawned on a free 127.0.0.1 port with an optional TOML
+//! config, ready once a TCP connect succeeds, stderr captured to a file for failure messages,
+//! killed on drop.
+//!
+//! `RINGCAST_TEST_SERVER` may name another binary with the same command line (a release build,
+//! or a reference relay behind a wrapper script, used to check that the tests themselves are
+//! right); by default the tests run this package's `ringcast` binary.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::free_port;
+use super::process::ChildGuard;
+
+fn server_binary() -> PathBuf {
+    std::env::var_os("RINGCAST_TEST_SERVER").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_ringcast")),
+        PathBuf::from,
+    )
+}
+
+pub struct Server {
+    pub port: u16,
+    child: ChildGuard,
+    dir: TempDir,
+}
+
+impl Server {
+    /// `ringcast --rtmp 127.0.0.1:PORT --workers 1`, default config.
+    pub fn start() -> Server {
+        Server::start_with(1, None)
+    }
+
+    /// Starts the server with `workers` and, if given, `config` written to a TOML file.
+    /// Retries on a fresh port if the chosen one was taken between probe and bind.
+    pub fn start_with(workers: u32, config: Option<&str>) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = config.map(|text| {
+            let path = dir.path().join("ringcast.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let mut last_err = String::new();
+        for attempt in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(server_binary());
+            cmd.arg("--rtmp")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--workers")
+                .arg(workers.to_string());
+            if let Some(path) = &config_path {
+                cmd.arg("--config").arg(path);
+            }
+            let stderr_path: PathBuf = dir.path().join(format!("ringcast-{attempt}.stderr"));
+            let mut child = ChildGuard::spawn("ringcast", &mut cmd, stderr_path);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            loop {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Server { port, child, dir };
+                }
+                if let Some(status) = child.try_status() {
+                    last_err = format!(
+                        "ringcast exited with {status} before accepting; stderr:\n{}",
+                        child.stderr()
+                    );
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    panic!(
+                        "ringcast did not accept on {addr} within 10 s; stderr:\n{}",
+                        child.stderr()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !last_err.to_lowercase().contains("address already in use") {
+                break;
+            }
+        }
+        panic!("{last_err}");
+    }
+
+    pub fn url(&self, app: &str, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{app}/{key}", self.port)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.child.stderr()
+    }
+
+    /// Panics (with the server's stderr) if the server process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_status() {
+            panic!(
+                "ringcast exited with {status}; stderr:\n{}",
+                self.child.stderr()
+            );
+        }
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}

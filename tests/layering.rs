@@ -1,0 +1,99 @@
+//! Proves the sans-IO layering rule of DESIGN.md: nothing under `src/proto`, `src/media` or
+//! `src/fanout` names a runtime, a socket, the filesystem or a clock read. Time and bytes are
+//! passed in; only `src/server` touches the outside world. The checker is itself tested on a
+//! synthetic source so it cannot pass by matching nothing.
+
+use std::path::{Path, PathBuf};
+
+const SANS_IO_DIRS: [&str; 3] = ["src/proto", "src/media", "src/fanout"];
+const FORBIDDEN: [&str; 8] = [
+    "compio",
+    "std::net",
+    "socket2",
+    "tokio",
+    "mio",
+    "std::fs",
+    "Instant::now",
+    "SystemTime::now",
+];
+
+/// Whether `word` occurs in `line` as a whole path segment (so `mio` does not match `premio`).
+fn mentions(line: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    line.match_indices(word).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// `(line number, forbidden word, line)` for every violation in `source`.
+fn violations(source: &str) -> Vec<(usize, &'static str, String)> {
+    let mut found = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        for word in FORBIDDEN {
+            if mentions(line, word) {
+                found.push((i + 1, word, line.trim().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn sans_io_modules_touch_no_runtime_socket_filesystem_or_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in SANS_IO_DIRS {
+        let path = root.join(dir);
+        assert!(
+            path.is_dir(),
+            "{} is missing: update this test if the layout moved",
+            path.display()
+        );
+        rust_files(&path, &mut files);
+    }
+    assert!(
+        !files.is_empty(),
+        "no .rs files found under {SANS_IO_DIRS:?}"
+    );
+    let mut report = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        for (line, word, text) in violations(&source) {
+            let rel = file.strip_prefix(root).unwrap_or(file);
+            report.push(format!("{}:{line}: `{word}` in `{text}`", rel.display()));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "sans-IO layers must not touch IO or clocks:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn layering_checker_flags_each_forbidden_word_and_ignores_lookalikes() {
+    let bad = "use compio::net::TcpStream;\nuse std::net::SocketAddr;\nuse socket2::Socket;\n\
+               tokio::spawn(f);\nuse mio::Poll;\nlet f = std::fs::read(p);\nlet t = Instant::now();\n\
+               let s = SystemTime::now();\n";
+    let found: Vec<&str> = violations(bad).into_iter().map(|(_, w, _)| w).collect();
+    assert_eq!(found, FORBIDDEN.to_vec());
+    let clean = "let premio = 1; // passes `now: Instant` in\nfn handle_timeout(&mut self, now: Instant) {}\nuse bytes::Bytes;\n";
+    assert!(violations(clean).is_empty(), "{:?}", violations(clean));
+}
