@@ -35,7 +35,9 @@ fn fanout(c: &mut Criterion) {
         let mut publisher =
             Publisher::start(&hub, "live/bench", 4096, Instant::now()).expect("claim");
         publisher.push(video_frame(0, true)).expect("push");
-        let mut watchers: Vec<_> = (0..n).map(|_| hub.watch("live/bench", Egress::Rtmp)).collect();
+        let mut watchers: Vec<_> = (0..n)
+            .map(|_| hub.watch("live/bench", Egress::Rtmp))
+            .collect();
         let mut batches: Vec<Vec<Bytes>> = (0..n).map(|_| Vec::with_capacity(64)).collect();
         let now = Instant::now();
         for (w, b) in watchers.iter_mut().zip(&mut batches) {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,9 +19,16 @@ struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Only the measuring thread counts: the test harness's own threads allocate too.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -63,6 +71,7 @@ fn gathering_a_frame_for_many_watchers_allocates_nothing_per_watcher() {
 
     publisher.push(frame(33, false)).unwrap();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
     let mut delivered = 0;
     for (w, b) in watchers.iter_mut().zip(&mut batches) {
         w.fill(now, b, 64, usize::MAX);
@@ -70,7 +79,11 @@ fn gathering_a_frame_for_many_watchers_allocates_nothing_per_watcher() {
         assert_eq!(b.len(), 1);
         b.clear();
     }
+    COUNTING.with(|c| c.set(false));
     let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(delivered, WATCHERS, "every watcher got the frame");
-    assert_eq!(during, 0, "gathering for {WATCHERS} watchers allocated {during} times");
+    assert_eq!(
+        during, 0,
+        "gathering for {WATCHERS} watchers allocated {during} times"
+    );
 }

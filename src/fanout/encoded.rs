@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use crate::media::{Frame, FrameRole, MediaKind};
 use crate::proto::{flv, rtmp};
 
-
 /// What the frame carries: media (RTMP/FLV capable) or opaque bytes of an fstream broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content {
@@ -64,7 +63,9 @@ impl EncodedFrame {
             role: frame.role,
             timestamp: frame.timestamp,
             payload: frame.payload,
-            rtmp: out.freeze(),
+            // Shared (refcounted) from the start: the first watcher's clone must not have to
+            // promote a vec-backed buffer, so every clone is a plain refcount increment.
+            rtmp: Bytes::from_owner(out),
             flv: OnceLock::new(),
         }
     }
@@ -99,7 +100,7 @@ impl EncodedFrame {
                 let mut out = BytesMut::with_capacity(flv::tag_len(&frame));
                 // Only a payload over FLV's 24-bit size fails, and no ingest admits one.
                 match flv::write_tag(&mut out, &frame) {
-                    Ok(()) => out.freeze(),
+                    Ok(()) => Bytes::from_owner(out),
                     Err(_) => Bytes::new(),
                 }
             }

@@ -211,10 +211,21 @@ pub struct Watcher {
 
 impl Watcher {
     /// Appends this watcher's next slices (refcount clones) to `batch`.
-    pub fn fill(&mut self, now: Instant, batch: &mut Vec<Bytes>, max_items: usize, max_bytes: usize) -> Fill {
-        self.stream
-            .ring()
-            .fill(&mut self.cursor, self.egress, now, batch, max_items, max_bytes)
+    pub fn fill(
+        &mut self,
+        now: Instant,
+        batch: &mut Vec<Bytes>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Fill {
+        self.stream.ring().fill(
+            &mut self.cursor,
+            self.egress,
+            now,
+            batch,
+            max_items,
+            max_bytes,
+        )
     }
 
     /// Ready when the stream has new frames or a new state.
@@ -238,7 +249,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stream.watchers.set(self.stream.watchers.get().saturating_sub(1));
+        self.stream
+            .watchers
+            .set(self.stream.watchers.get().saturating_sub(1));
         self.stream
             .shared
             .watcher_count

@@ -75,12 +75,14 @@ impl Publisher {
         if self.claim.stream.generation() != self.claim.generation {
             return Err(Superseded);
         }
-        let offset = *self.offset.get_or_insert_with(|| match self.claim.resume_after {
-            Some(last) => last
-                .wrapping_add(RESUME_GAP_MS)
-                .wrapping_sub(frame.timestamp),
-            None => 0,
-        });
+        let offset = *self
+            .offset
+            .get_or_insert_with(|| match self.claim.resume_after {
+                Some(last) => last
+                    .wrapping_add(RESUME_GAP_MS)
+                    .wrapping_sub(frame.timestamp),
+                None => 0,
+            });
         frame.timestamp = frame.timestamp.wrapping_add(offset);
         self.last_timestamp = Some(match self.last_timestamp {
             // Audio and video interleave slightly out of order: keep the newest (wrap-aware).

@@ -279,7 +279,10 @@ impl Ring {
         cursor.headers_sent_below = cursor.next_seq;
 
         while cursor.next_seq < head && batch.len() - start_len < max_items && bytes < max_bytes {
-            let Some(frame) = self.entries.get((cursor.next_seq - self.front_seq) as usize) else {
+            let Some(frame) = self
+                .entries
+                .get((cursor.next_seq - self.front_seq) as usize)
+            else {
                 break;
             };
             cursor.next_seq += 1;

@@ -120,9 +120,17 @@ fn lagging_watcher_jumps_to_the_newer_keyframe_and_counts_drops() {
     }
     let (fill, batch) = drain(&ring, &mut cursor, Instant::now());
     assert_eq!(fill, Fill::Ready);
-    assert_eq!(batch[0], header().rtmp(), "the owed sequence header comes first");
+    assert_eq!(
+        batch[0],
+        header().rtmp(),
+        "the owed sequence header comes first"
+    );
     assert_eq!(batch[1], key(1500).rtmp(), "resumes at the newest keyframe");
-    assert!(cursor.dropped_frames > 50, "dropped {}", cursor.dropped_frames);
+    assert!(
+        cursor.dropped_frames > 50,
+        "dropped {}",
+        cursor.dropped_frames
+    );
 }
 
 #[test]
@@ -138,7 +146,10 @@ fn overrun_watcher_waits_for_the_next_keyframe() {
     }
     let (fill, batch) = drain(&ring, &mut cursor, Instant::now());
     assert_eq!(fill, Fill::Idle);
-    assert!(batch.is_empty(), "inter frames after an overrun are skipped");
+    assert!(
+        batch.is_empty(),
+        "inter frames after an overrun are skipped"
+    );
     assert!(cursor.is_skipping());
     assert!(cursor.dropped_frames >= 12);
     ring.push(key(20));
@@ -202,6 +213,13 @@ fn raw_egress_sees_only_opaque_bytes() {
     )));
     let mut cursor = ring.join();
     let mut batch = Vec::new();
-    ring.fill(&mut cursor, Egress::Raw, Instant::now(), &mut batch, 8, usize::MAX);
+    ring.fill(
+        &mut cursor,
+        Egress::Raw,
+        Instant::now(),
+        &mut batch,
+        8,
+        usize::MAX,
+    );
     assert_eq!(batch, vec![Bytes::from_static(b"hello")]);
 }

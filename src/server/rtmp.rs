@@ -239,7 +239,10 @@ impl Connection {
             );
             return Some(End::Refused("publish on a busy connection"));
         }
-        if !cfg.rtmp.publish_allowed(app, name.split('?').next().unwrap_or(name)) {
+        if !cfg
+            .rtmp
+            .publish_allowed(app, name.split('?').next().unwrap_or(name))
+        {
             warn!(peer = %self.peer, stream = %shown, "publish refused: key not allowed");
             self.session.borrow_mut().reject_publish(
                 stream_id,
@@ -354,7 +357,9 @@ impl Connection {
         match (&end, self.guard.cut()) {
             (_, Some(cut)) => info!(%peer, reason = %cut, "connection closed"),
             (End::PeerClosed, _) => debug!(%peer, "connection closed by peer"),
-            (End::Protocol(reason), _) => warn!(%peer, %reason, "connection closed: protocol error"),
+            (End::Protocol(reason), _) => {
+                warn!(%peer, %reason, "connection closed: protocol error")
+            }
             (End::Refused(reason), _) => info!(%peer, reason, "connection closed: refused"),
             (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),
             (End::Io(e), _) => debug!(%peer, error = %e, "connection closed: io error"),

@@ -66,7 +66,9 @@ pub enum WatchEnd {
     /// The stream is over (its publisher left and did not return).
     StreamEnded,
     /// The watcher stayed behind past the policy's limit.
-    TooSlow { dropped_frames: u64 },
+    TooSlow {
+        dropped_frames: u64,
+    },
     /// The connection's reader ended it.
     Stopped,
     Io(io::Error),
