@@ -112,7 +112,11 @@ fn layering_checker_flags_each_forbidden_word_and_ignores_lookalikes() {
     let clean = "let premio = 1; // passes `now: Instant` in\nfn handle_timeout(&mut self, now: Instant) {}\nuse bytes::Bytes;\n";
     assert!(violations(clean).is_empty(), "{:?}", violations(clean));
     let tests_below = "use bytes::Bytes;\n// no compio here\n#[cfg(test)]\nmod tests {\n    let t = Instant::now();\n}\n";
-    assert!(violations(tests_below).is_empty(), "{:?}", violations(tests_below));
+    assert!(
+        violations(tests_below).is_empty(),
+        "{:?}",
+        violations(tests_below)
+    );
     assert!(is_test_module(Path::new("src/fanout/ring_tests.rs")));
     assert!(!is_test_module(Path::new("src/fanout/ring.rs")));
 }

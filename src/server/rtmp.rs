@@ -62,10 +62,11 @@ impl Control for PlayControl {
     }
 
     fn state_changed(&self, state: StreamState) {
-        let mut session = self.session.borrow_mut();
-        match state {
-            StreamState::Live => session.notify_publish(self.stream_id),
-            StreamState::Waiting | StreamState::Ended => session.notify_unpublish(self.stream_id),
+        // Players (ffmpeg among them) treat UnpublishNotify as end of stream, so a publisher
+        // leaving within the grace window is not announced: the player just sees a pause,
+        // then the returning publisher's headers and frames. Only the real end is announced.
+        if state == StreamState::Ended {
+            self.session.borrow_mut().notify_unpublish(self.stream_id);
         }
     }
 

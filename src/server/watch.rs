@@ -93,6 +93,7 @@ where
         let now_state = watcher.state();
         if now_state != state {
             state = now_state;
+            control.state_changed(state);
             if state == StreamState::Ended {
                 control.drain(&mut batch);
                 if !batch.is_empty() {
@@ -100,7 +101,6 @@ where
                 }
                 return WatchEnd::StreamEnded;
             }
-            control.state_changed(state);
         }
         control.drain(&mut batch);
         match watcher.fill(Instant::now(), &mut batch, MAX_BATCH_ITEMS, MAX_BATCH_BYTES) {

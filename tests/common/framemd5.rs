@@ -141,33 +141,38 @@ pub fn assert_all_in_source(played: &[&PacketRecord], source: &[&PacketRecord], 
 }
 
 /// Asserts the played packets are one gap-free run of the source sequence (which may repeat,
-/// for a looping publisher): packet k+1 follows packet k in the source, modulo its length.
-/// Returns the index in `source` where the run starts.
+/// for a looping publisher): played packet j is source packet (start + j) modulo its length.
+/// Sources may repeat a packet (AV1 "show existing frame" packets are identical), so every
+/// source position matching the first played packet is tried. Returns the run's start.
 pub fn assert_contiguous_run(
     played: &[&PacketRecord],
     source: &[&PacketRecord],
     what: &str,
 ) -> usize {
     assert_all_in_source(played, source, what);
-    let index: HashMap<&str, usize> = source
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.md5.as_str(), i))
-        .collect();
-    assert_eq!(
-        index.len(),
-        source.len(),
-        "{what}: source packets are not unique by md5, so order cannot be checked"
-    );
-    let start = index[played[0].md5.as_str()];
-    for (k, pair) in played.windows(2).enumerate() {
-        let a = index[pair[0].md5.as_str()];
-        let b = index[pair[1].md5.as_str()];
-        assert_eq!(
-            b,
-            (a + 1) % source.len(),
-            "{what}: gap after played packet {k}: source #{a} is followed by source #{b}"
-        );
+    let n = source.len();
+    let matched_len = |start: usize| {
+        played
+            .iter()
+            .enumerate()
+            .take_while(|(j, p)| p.md5 == source[(start + j) % n].md5)
+            .count()
+    };
+    let mut best = (0, 0);
+    for start in (0..n).filter(|&i| source[i].md5 == played[0].md5) {
+        let len = matched_len(start);
+        if len == played.len() {
+            return start;
+        }
+        if len > best.1 {
+            best = (start, len);
+        }
     }
-    start
+    let (start, len) = best;
+    panic!(
+        "{what}: gap after played packet {}: the run from source #{start} matches {len} of {} \
+         played packets",
+        len.saturating_sub(1),
+        played.len()
+    );
 }
