@@ -1,1 +1,1 @@
-//! TODO(ftl): placeholder owned by the ftl work.
+//! FTL (Faster Than Light) ingest.
