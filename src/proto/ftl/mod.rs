@@ -187,3 +187,6 @@ mod tests {
         assert_eq!(ResponseCode::from_code(999), None);
     }
 }
+
+#[cfg(test)]
+mod media_tests;
