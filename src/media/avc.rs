@@ -63,7 +63,11 @@ impl AvcDecoderConfig {
         if pps.len() > 255 {
             return Err(AvcConfigError::TooManyParameterSets { count: pps.len() });
         }
-        if let Some(big) = sps.iter().chain(pps).find(|p| p.len() > usize::from(u16::MAX)) {
+        if let Some(big) = sps
+            .iter()
+            .chain(pps)
+            .find(|p| p.len() > usize::from(u16::MAX))
+        {
             return Err(AvcConfigError::ParameterSetTooLarge { len: big.len() });
         }
         Ok(AvcDecoderConfig {
@@ -79,7 +83,12 @@ impl AvcDecoderConfig {
     /// Serialises the record. ISO/IEC 14496-15 §5.2.4.1.1. The high-profile chroma/bit-depth
     /// extension is omitted: decoders (ffmpeg included) read those from the SPS itself.
     pub fn to_bytes(&self) -> Bytes {
-        let len: usize = 7 + self.sps.iter().chain(&self.pps).map(|p| 2 + p.len()).sum::<usize>();
+        let len: usize = 7 + self
+            .sps
+            .iter()
+            .chain(&self.pps)
+            .map(|p| 2 + p.len())
+            .sum::<usize>();
         let mut out = BytesMut::with_capacity(len);
         out.put_u8(1); // configurationVersion
         out.put_u8(self.profile);
@@ -101,7 +110,12 @@ impl AvcDecoderConfig {
 
     /// Parses a record. ISO/IEC 14496-15 §5.2.4.1.1; trailing extension bytes are ignored.
     pub fn parse(record: &Bytes) -> Result<Self, AvcConfigError> {
-        let byte = |at: usize| record.get(at).copied().ok_or(AvcConfigError::Truncated { at });
+        let byte = |at: usize| {
+            record
+                .get(at)
+                .copied()
+                .ok_or(AvcConfigError::Truncated { at })
+        };
         let version = byte(0)?;
         if version != 1 {
             return Err(AvcConfigError::BadVersion { version });
@@ -175,9 +189,10 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         assert_eq!(
-            AvcDecoderConfig::from_parameter_sets(&[Bytes::from_static(&[0x67, 1])], &[
-                Bytes::from_static(PPS)
-            ]),
+            AvcDecoderConfig::from_parameter_sets(
+                &[Bytes::from_static(&[0x67, 1])],
+                &[Bytes::from_static(PPS)]
+            ),
             Err(AvcConfigError::SpsTooShort { len: 2 })
         );
         assert_eq!(

@@ -235,7 +235,10 @@ mod tests {
     #[test]
     fn invalid_streams_are_refused() {
         let no_tracks = set(&[("ProtocolVersion", "0.9")]).finish();
-        assert_eq!(no_tracks.unwrap_err().response_code(), ResponseCode::BadRequest);
+        assert_eq!(
+            no_tracks.unwrap_err().response_code(),
+            ResponseCode::BadRequest
+        );
         let vp8 = set(&[
             ("Video", "true"),
             ("VideoCodec", "VP8"),

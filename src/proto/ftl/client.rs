@@ -109,7 +109,12 @@ impl Reply<'_> {
             return None;
         }
         let (_, after) = self.rest.split_once('.')?;
-        after.trim().strip_prefix("Use UDP port")?.trim().parse().ok()
+        after
+            .trim()
+            .strip_prefix("Use UDP port")?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -122,7 +127,10 @@ mod tests {
     fn replies_parse() {
         let r = parse_reply("200. Use UDP port 65534").unwrap();
         assert_eq!(r.udp_port(), Some(65534));
-        assert_eq!(parse_reply("200 hi. Use UDP port 9").unwrap().udp_port(), Some(9));
+        assert_eq!(
+            parse_reply("200 hi. Use UDP port 9").unwrap().udp_port(),
+            Some(9)
+        );
         assert_eq!(parse_reply("201").unwrap().code, 201);
         assert_eq!(parse_reply("405").unwrap().udp_port(), None);
         assert!(parse_reply("hello").is_none());

@@ -238,7 +238,9 @@ impl MediaSession {
                 while let Some(au) = video.depacketizer.poll_access_unit() {
                     let ms = self.clock.timestamp_ms(&mut video.clock, now, au.timestamp);
                     let before = self.frames.len();
-                    video.framer.push_access_unit(ms, &au.nals, &mut self.frames);
+                    video
+                        .framer
+                        .push_access_unit(ms, &au.nals, &mut self.frames);
                     self.stats.video_frames += (self.frames.len() - before) as u64;
                 }
             }
@@ -258,12 +260,15 @@ impl MediaSession {
                 if packet.payload.is_empty() {
                     continue;
                 }
-                let ms = self.clock.timestamp_ms(&mut audio.clock, now, packet.timestamp);
+                let ms = self
+                    .clock
+                    .timestamp_ms(&mut audio.clock, now, packet.timestamp);
                 if !audio.header_sent {
                     audio.header_sent = true;
                     self.frames.push_back(opus::sequence_start_frame(ms));
                 }
-                self.frames.push_back(opus::coded_frame(ms, &packet.payload));
+                self.frames
+                    .push_back(opus::coded_frame(ms, &packet.payload));
                 self.stats.audio_frames += 1;
             }
         }

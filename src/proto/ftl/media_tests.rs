@@ -57,7 +57,11 @@ fn access_units(rng: &mut Rng, count: usize) -> Vec<Vec<Vec<u8>>> {
     (0..count)
         .map(|i| {
             let key = i % 30 == 0;
-            let size = if key { 20_000 } else { 200 + rng.below(6000) as usize };
+            let size = if key {
+                20_000
+            } else {
+                200 + rng.below(6000) as usize
+            };
             let mut slice = vec![if key { 0x65 } else { 0x41 }];
             slice.extend((0..size).map(|_| rng.next() as u8));
             if key {
@@ -74,7 +78,7 @@ fn expected_body(au: &[Vec<u8>]) -> Bytes {
     let key = au.iter().any(|n| n[0] & 0x1f == 5);
     let mut body = BytesMut::new();
     body.put_slice(&[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
-    for nal in au.iter().filter(|n| !matches!(n[0] & 0x1f, 7 | 8 | 9)) {
+    for nal in au.iter().filter(|n| !matches!(n[0] & 0x1f, 7..=9)) {
         body.put_u32(nal.len() as u32);
         body.put_slice(nal);
     }
@@ -132,7 +136,11 @@ fn nacks_exactly_the_lost_packets_and_every_access_unit_comes_out() {
         }
         out.extend(frames(&mut session));
     }
-    assert!(lost.len() > 20, "the test should lose packets ({})", lost.len());
+    assert!(
+        lost.len() > 20,
+        "the test should lose packets ({})",
+        lost.len()
+    );
     assert_eq!(nacked, lost);
     let stats = session.stats();
     assert_eq!(stats.video.lost, 0);
@@ -140,7 +148,10 @@ fn nacks_exactly_the_lost_packets_and_every_access_unit_comes_out() {
     assert_eq!(stats.depacketizer.access_units_dropped, 0);
 
     assert_eq!(out[0].role, FrameRole::SequenceHeader);
-    let coded: Vec<&Frame> = out.iter().filter(|f| f.role != FrameRole::SequenceHeader).collect();
+    let coded: Vec<&Frame> = out
+        .iter()
+        .filter(|f| f.role != FrameRole::SequenceHeader)
+        .collect();
     assert_eq!(coded.len(), aus.len());
     for (i, (frame, au)) in coded.iter().zip(&aus).enumerate() {
         assert_eq!(frame.payload, expected_body(au), "access unit {i}");
@@ -168,10 +179,16 @@ fn without_nack_broken_access_units_are_dropped_not_emitted() {
     }
     let out = frames(&mut session);
     let expected: BTreeSet<Bytes> = aus.iter().map(|au| expected_body(au)).collect();
-    let coded: Vec<&Frame> = out.iter().filter(|f| f.role != FrameRole::SequenceHeader).collect();
+    let coded: Vec<&Frame> = out
+        .iter()
+        .filter(|f| f.role != FrameRole::SequenceHeader)
+        .collect();
     assert!(!coded.is_empty() && coded.len() < aus.len());
     for frame in coded {
-        assert!(expected.contains(&frame.payload), "a damaged frame was emitted");
+        assert!(
+            expected.contains(&frame.payload),
+            "a damaged frame was emitted"
+        );
     }
     assert!(session.stats().video.lost > 0);
 }
@@ -182,7 +199,9 @@ fn audio_waits_for_video_and_pings_echo() {
     let t = Instant::now();
     let mut opus = OpusPacketizer::new(77, 97, 100);
     // Speed-test blast before any video: dropped.
-    session.handle_datagram(t, opus.packetize(0, &[0xfc, 1])).unwrap();
+    session
+        .handle_datagram(t, opus.packetize(0, &[0xfc, 1]))
+        .unwrap();
     let ping = Bytes::from_static(&[0x80, 0xfa, 0, 1, 0, 0, 0, 9, 0, 0, 0, 78, 1, 2, 3, 4]);
     session.handle_datagram(t, ping.clone()).unwrap();
     assert_eq!(session.poll_transmit(), Some(ping));
@@ -194,20 +213,30 @@ fn audio_waits_for_video_and_pings_echo() {
         session.handle_datagram(t, d).unwrap();
     }
     let later = t + Duration::from_millis(20);
-    session.handle_datagram(later, opus.packetize(960, &[0xfc, 2])).unwrap();
-    session.handle_datagram(later, opus.packetize(1920, &[0xfc, 3])).unwrap();
+    session
+        .handle_datagram(later, opus.packetize(960, &[0xfc, 2]))
+        .unwrap();
+    session
+        .handle_datagram(later, opus.packetize(1920, &[0xfc, 3]))
+        .unwrap();
     let out = frames(&mut session);
     let kinds: Vec<_> = out.iter().map(|f| (f.kind, f.role, f.timestamp)).collect();
-    assert_eq!(kinds, vec![
-        (MediaKind::Video, FrameRole::SequenceHeader, 0),
-        (MediaKind::Video, FrameRole::Keyframe, 0),
-        (MediaKind::Audio, FrameRole::SequenceHeader, 20),
-        (MediaKind::Audio, FrameRole::Audio, 20),
-        (MediaKind::Audio, FrameRole::Audio, 40),
-    ]);
+    assert_eq!(
+        kinds,
+        vec![
+            (MediaKind::Video, FrameRole::SequenceHeader, 0),
+            (MediaKind::Video, FrameRole::Keyframe, 0),
+            (MediaKind::Audio, FrameRole::SequenceHeader, 20),
+            (MediaKind::Audio, FrameRole::Audio, 20),
+            (MediaKind::Audio, FrameRole::Audio, 40),
+        ]
+    );
     assert_eq!(&out[3].payload[..], b"\x91Opus\xfc\x02");
     let stats = session.stats();
-    assert_eq!((stats.audio_before_video, stats.pings, stats.empty), (1, 1, 1));
+    assert_eq!(
+        (stats.audio_before_video, stats.pings, stats.empty),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -224,8 +253,19 @@ fn foreign_ssrc_wrong_payload_type_and_garbage_are_counted() {
         session.handle_datagram(t, wrong_pt.packetize(0, &[1])),
         Err(RtpError::PayloadTypeMismatch { .. })
     ));
-    assert!(session.handle_datagram(t, Bytes::from_static(b"GET / HTTP/1.1")).is_err());
+    assert!(
+        session
+            .handle_datagram(t, Bytes::from_static(b"GET / HTTP/1.1"))
+            .is_err()
+    );
     let stats = session.stats();
-    assert_eq!((stats.unknown_ssrc, stats.payload_type_mismatch, stats.malformed), (1, 1, 1));
+    assert_eq!(
+        (
+            stats.unknown_ssrc,
+            stats.payload_type_mismatch,
+            stats.malformed
+        ),
+        (1, 1, 1)
+    );
     assert!(session.poll_frame().is_none());
 }

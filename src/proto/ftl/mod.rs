@@ -84,7 +84,10 @@ pub enum ControlError {
     #[error("control line is not UTF-8")]
     NotUtf8,
     #[error("unexpected command {command:?} while {state}")]
-    UnexpectedCommand { command: String, state: &'static str },
+    UnexpectedCommand {
+        command: String,
+        state: &'static str,
+    },
     #[error("malformed CONNECT line")]
     MalformedConnect,
     #[error("malformed attribute line {line:?}")]
@@ -181,7 +184,9 @@ mod tests {
 
     #[test]
     fn response_codes_round_trip() {
-        for code in [200, 201, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 500] {
+        for code in [
+            200, 201, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 500,
+        ] {
             assert_eq!(ResponseCode::from_code(code).unwrap().code(), code);
         }
         assert_eq!(ResponseCode::from_code(999), None);

@@ -395,7 +395,10 @@ mod tests {
             ]
             .map(str::to_owned),
         );
-        lines.iter().flat_map(|l| format!("{l}\r\n\r\n").into_bytes()).collect()
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\r\n\r\n").into_bytes())
+            .collect()
     }
 
     /// Drives a session with `input` split at `split`, acting like a server application.
@@ -450,7 +453,10 @@ mod tests {
                 panic!("expected StreamRequested");
             };
             let video = attributes.video.as_ref().unwrap();
-            assert_eq!((video.payload_type, video.ssrc, video.width), (96, 78, Some(1280)));
+            assert_eq!(
+                (video.payload_type, video.ssrc, video.width),
+                (96, 78, Some(1280))
+            );
             assert_eq!(attributes.audio.as_ref().unwrap().ssrc, 77);
             assert_eq!(attributes.vendor_name, "OBS Studio");
             assert_eq!(events[2], ControlEvent::Ping);
@@ -528,7 +534,9 @@ mod tests {
         s.accept_stream(9000);
         let replies: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
         assert_eq!(replies, vec!["200\n", "200. Use UDP port 9000\n"]);
-        let port = client::parse_reply("200. Use UDP port 9000").unwrap().udp_port();
+        let port = client::parse_reply("200. Use UDP port 9000")
+            .unwrap()
+            .udp_port();
         assert_eq!(port, Some(9000));
         assert!(s.is_live());
         s
@@ -538,7 +546,10 @@ mod tests {
     fn attributes_after_dot_are_400() {
         let mut s = live_session();
         let mut buf = BytesMut::from(&b"VideoWidth: 1920\n"[..]);
-        assert_eq!(s.handle_input(&mut buf), Err(ControlError::AttributeAfterEnd));
+        assert_eq!(
+            s.handle_input(&mut buf),
+            Err(ControlError::AttributeAfterEnd)
+        );
         assert_eq!(s.poll_transmit().unwrap(), "400\n");
         assert!(s.is_closed());
     }
@@ -557,10 +568,14 @@ mod tests {
     fn malformed_connect_and_missing_tracks_are_400() {
         let mut s = ControlSession::new(ControlConfig::default(), [1; CHALLENGE_LEN]);
         let mut buf = BytesMut::from(&b"HMAC\nCONNECT 77 $zz\n"[..]);
-        assert_eq!(s.handle_input(&mut buf), Err(ControlError::MalformedConnect));
+        assert_eq!(
+            s.handle_input(&mut buf),
+            Err(ControlError::MalformedConnect)
+        );
         let digest = hex::encode(crate::proto::ftl::hmac_digest(b"k", &[1; CHALLENGE_LEN]));
         let mut s = ControlSession::new(ControlConfig::default(), [1; CHALLENGE_LEN]);
-        let mut buf = BytesMut::from(format!("HMAC\nCONNECT 5 ${digest}\nVendorName: x\n.\n").as_bytes());
+        let mut buf =
+            BytesMut::from(format!("HMAC\nCONNECT 5 ${digest}\nVendorName: x\n.\n").as_bytes());
         s.handle_input(&mut buf).unwrap();
         assert!(s.verify_connect(b"k"));
         assert!(s.handle_input(&mut buf).is_err());

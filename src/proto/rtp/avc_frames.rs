@@ -65,8 +65,10 @@ impl AvcFramer {
             }
         }
         if let (Some(sps), Some(pps)) = (&self.sps, &self.pps)
-            && let Ok(config) =
-                AvcDecoderConfig::from_parameter_sets(&[sps.clone()], &[pps.clone()])
+            && let Ok(config) = AvcDecoderConfig::from_parameter_sets(
+                std::slice::from_ref(sps),
+                std::slice::from_ref(pps),
+            )
         {
             let record = config.to_bytes();
             if self.sent_record.as_ref() != Some(&record) {
@@ -131,11 +133,18 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].role, FrameRole::SequenceHeader);
         out.clear();
-        framer.push_access_unit(66, &[b(&[0x09, 0xf0]), b(SPS), b(PPS), b(&[0x65, 9, 9])], &mut out);
+        framer.push_access_unit(
+            66,
+            &[b(&[0x09, 0xf0]), b(SPS), b(PPS), b(&[0x65, 9, 9])],
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "unchanged parameter sets are not resent");
         let key = &out[0];
         assert!(key.is_keyframe());
-        assert_eq!(&key.payload[..], &[0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 9, 9]);
+        assert_eq!(
+            &key.payload[..],
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 9, 9]
+        );
         out.clear();
         framer.push_access_unit(99, &[b(&[0x41, 7])], &mut out);
         assert_eq!(out[0].role, FrameRole::Inter);
@@ -147,14 +156,21 @@ mod tests {
         let mut framer = AvcFramer::new();
         let mut out = VecDeque::new();
         framer.push_access_unit(0, &[b(SPS), b(PPS), b(&[0x65, 1])], &mut out);
-        framer.push_access_unit(1, &[b(&[0x67, 0x64, 0, 0x28]), b(PPS), b(&[0x65, 1])], &mut out);
+        framer.push_access_unit(
+            1,
+            &[b(&[0x67, 0x64, 0, 0x28]), b(PPS), b(&[0x65, 1])],
+            &mut out,
+        );
         let roles: Vec<_> = out.iter().map(|f| f.role).collect();
-        assert_eq!(roles, [
-            FrameRole::SequenceHeader,
-            FrameRole::Keyframe,
-            FrameRole::SequenceHeader,
-            FrameRole::Keyframe
-        ]);
+        assert_eq!(
+            roles,
+            [
+                FrameRole::SequenceHeader,
+                FrameRole::Keyframe,
+                FrameRole::SequenceHeader,
+                FrameRole::Keyframe
+            ]
+        );
         let record = AvcDecoderConfig::parse(&out[2].payload.slice(5..)).unwrap();
         assert_eq!(record.profile, 0x64);
     }

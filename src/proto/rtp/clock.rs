@@ -34,7 +34,7 @@ impl TrackClock {
         self.last
     }
 
-    fn to_ms(&mut self, ts: u32, start_ms: impl FnOnce() -> i64) -> u32 {
+    fn millis(&mut self, ts: u32, start_ms: impl FnOnce() -> i64) -> u32 {
         let (anchor_ts, anchor_ms) = match self.anchor {
             Some(anchor) => anchor,
             None => {
@@ -66,7 +66,7 @@ impl StreamClock {
     /// Milliseconds for `ts` on `track`, which received its packet at `now`.
     pub fn timestamp_ms(&mut self, track: &mut TrackClock, now: Instant, ts: u32) -> u32 {
         let origin = *self.origin.get_or_insert(now);
-        track.to_ms(ts, || {
+        track.millis(ts, || {
             i64::try_from(now.saturating_duration_since(origin).as_millis()).unwrap_or(i64::MAX)
         })
     }
@@ -84,7 +84,10 @@ mod tests {
         let mut video = TrackClock::new(90_000);
         let start = u32::MAX - 90_000 + 1;
         assert_eq!(stream.timestamp_ms(&mut video, t, start), 0);
-        assert_eq!(stream.timestamp_ms(&mut video, t, start.wrapping_add(45_000)), 500);
+        assert_eq!(
+            stream.timestamp_ms(&mut video, t, start.wrapping_add(45_000)),
+            500
+        );
         assert_eq!(stream.timestamp_ms(&mut video, t, 0), 1000);
         assert_eq!(stream.timestamp_ms(&mut video, t, 90_000), 2000);
         // A slightly older timestamp (reordering) stays on the same side of the wrap.

@@ -320,8 +320,7 @@ mod tests {
     }
 
     fn depacketize(datagrams: &[Bytes]) -> (Vec<AccessUnit>, H264Depacketizer) {
-        let mut d = H264Depacketizer::default();
-        d.limits = DepacketizerLimits::default();
+        let mut d = H264Depacketizer::new(DepacketizerLimits::default());
         for dg in datagrams {
             let _ = d.push(&RtpPacket::parse(dg.clone()).unwrap());
         }
@@ -341,25 +340,41 @@ mod tests {
         assert_eq!(d.stats().fu_without_start, 2);
         // The next access unit is clean.
         d.push(&rtp(3, 3000, true, &[0x41, 9])).unwrap();
-        assert_eq!(d.poll_access_unit().unwrap().nals, vec![Bytes::from_static(&[0x41, 9])]);
+        assert_eq!(
+            d.poll_access_unit().unwrap().nals,
+            vec![Bytes::from_static(&[0x41, 9])]
+        );
     }
 
     #[test]
     fn stap_a_length_overrun_is_refused() {
         let mut d = H264Depacketizer::new(DepacketizerLimits::default());
         let err = d.push(&rtp(1, 0, true, &[0x18, 0, 2, 0x67, 1, 0, 9, 0x68]));
-        assert_eq!(err, Err(H264Error::StapOverrun { len: 9, remaining: 1 }));
+        assert_eq!(
+            err,
+            Err(H264Error::StapOverrun {
+                len: 9,
+                remaining: 1
+            })
+        );
         assert!(d.poll_access_unit().is_none());
-        d.push(&rtp(2, 1, true, &[0x18, 0, 2, 0x67, 1, 0, 1, 0x68])).unwrap();
+        d.push(&rtp(2, 1, true, &[0x18, 0, 2, 0x67, 1, 0, 1, 0x68]))
+            .unwrap();
         let au = d.poll_access_unit().unwrap();
-        assert_eq!(au.nals, vec![Bytes::from_static(&[0x67, 1]), Bytes::from_static(&[0x68])]);
+        assert_eq!(
+            au.nals,
+            vec![Bytes::from_static(&[0x67, 1]), Bytes::from_static(&[0x68])]
+        );
     }
 
     #[test]
     fn sequence_gap_mid_fu_discards_unit() {
         let mut d = H264Depacketizer::new(DepacketizerLimits::default());
         d.push(&rtp(1, 0, false, &[0x7c, 0x85, 1])).unwrap();
-        assert_eq!(d.push(&rtp(3, 0, true, &[0x7c, 0x45, 3])), Err(H264Error::FuSequenceGap));
+        assert_eq!(
+            d.push(&rtp(3, 0, true, &[0x7c, 0x45, 3])),
+            Err(H264Error::FuSequenceGap)
+        );
         assert!(d.poll_access_unit().is_none());
         assert_eq!(d.stats().access_units_dropped, 1);
     }

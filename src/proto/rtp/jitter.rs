@@ -51,7 +51,9 @@ impl Default for ReorderConfig {
 pub enum Ready<T> {
     Packet(T),
     /// `count` consecutive packets were given up (0: a resync discontinuity).
-    Lost { count: u64 },
+    Lost {
+        count: u64,
+    },
 }
 
 /// Counters, snapshotted by the caller.

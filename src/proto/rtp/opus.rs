@@ -73,7 +73,8 @@ mod tests {
             &f.payload[..],
             &[
                 0x90, b'O', b'p', b'u', b's', // ExHeader | SequenceStart, FourCC
-                b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1, 2, // magic, version, channels
+                b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1,
+                2, // magic, version, channels
                 0x38, 0x01, // pre-skip 312 LE
                 0x80, 0xbb, 0x00, 0x00, // 48000 LE
                 0, 0, 0, // gain, mapping family

@@ -62,7 +62,10 @@ impl RtpPacket {
             // RFC 3550 §5.3.1: 16-bit profile id, 16-bit length in 32-bit words.
             let ext = datagram
                 .get(start..start + 4)
-                .ok_or(RtpError::HeaderOverrun { needed: start + 4, len })?;
+                .ok_or(RtpError::HeaderOverrun {
+                    needed: start + 4,
+                    len,
+                })?;
             let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
             start = start + 4 + 4 * words;
             if start > len {
@@ -74,7 +77,10 @@ impl RtpPacket {
             // RFC 3550 §5.1: the last octet counts the padding octets, itself included.
             let count = usize::from(datagram.last().copied().unwrap_or(0));
             if count == 0 || count > end - start {
-                return Err(RtpError::BadPadding { count, available: end - start });
+                return Err(RtpError::BadPadding {
+                    count,
+                    available: end - start,
+                });
             }
             end -= count;
         }

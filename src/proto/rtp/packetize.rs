@@ -85,8 +85,7 @@ impl H264Packetizer {
             for (n, piece) in body.chunks(chunk).enumerate() {
                 let start = n == 0;
                 let end = n + 1 == count;
-                let fu_header =
-                    (u8::from(start) << 7) | (u8::from(end) << 6) | (header & 0x1f);
+                let fu_header = (u8::from(start) << 7) | (u8::from(end) << 6) | (header & 0x1f);
                 out.push(self.packet(last_nal && end, timestamp, &[indicator, fu_header], piece));
             }
         }
@@ -101,7 +100,14 @@ impl H264Packetizer {
 
     fn packet(&mut self, marker: bool, timestamp: u32, prefix: &[u8], body: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(RTP_HEADER_LEN + prefix.len() + body.len());
-        write_header(&mut out, marker, self.payload_type, self.sequence, timestamp, self.ssrc);
+        write_header(
+            &mut out,
+            marker,
+            self.payload_type,
+            self.sequence,
+            timestamp,
+            self.ssrc,
+        );
         out.put_slice(prefix);
         out.put_slice(body);
         self.sequence = self.sequence.wrapping_add(1);
@@ -129,7 +135,14 @@ impl OpusPacketizer {
     /// One Opus packet at `timestamp` (48 kHz) → one RTP datagram.
     pub fn packetize(&mut self, timestamp: u32, opus: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(RTP_HEADER_LEN + opus.len());
-        write_header(&mut out, false, self.payload_type, self.sequence, timestamp, self.ssrc);
+        write_header(
+            &mut out,
+            false,
+            self.payload_type,
+            self.sequence,
+            timestamp,
+            self.ssrc,
+        );
         out.put_slice(opus);
         self.sequence = self.sequence.wrapping_add(1);
         out.freeze()
