@@ -305,3 +305,36 @@ impl MediaSession {
         self.transmit.pop_front()
     }
 }
+
+#[cfg(fuzzing)]
+/// Fuzz harness: length-prefixed datagrams into a session announcing video SSRC 78/PT 96 and
+/// audio SSRC 77/PT 97, with virtual time advancing 5 ms per datagram.
+pub fn fuzz_media(data: &[u8]) {
+    use super::attributes::TrackCodec;
+    let track = |codec, payload_type, ssrc| TrackInfo {
+        codec,
+        payload_type,
+        ssrc,
+        width: None,
+        height: None,
+    };
+    let attributes = StreamAttributes {
+        video: Some(track(TrackCodec::H264, 96, 78)),
+        audio: Some(track(TrackCodec::Opus, 97, 77)),
+        ..StreamAttributes::default()
+    };
+    let mut session = MediaSession::new(&attributes, MediaConfig::default());
+    let mut now = Instant::now();
+    let mut rest = data;
+    while let [len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (datagram, next) = tail.split_at(len);
+        now += std::time::Duration::from_millis(5);
+        let _ = session.handle_datagram(now, Bytes::copy_from_slice(datagram));
+        while session.poll_frame().is_some() {}
+        while session.poll_transmit().is_some() {}
+        rest = next;
+    }
+    session.handle_timeout(now + std::time::Duration::from_secs(5));
+    while session.poll_frame().is_some() {}
+}

@@ -332,9 +332,15 @@ pub fn fuzz_control(data: &[u8]) {
     let Some((&step, input)) = data.split_first() else {
         return;
     };
-    let mut session = ControlSession::new(ControlConfig::default(), [7; CHALLENGE_LEN]);
+    let challenge = [7; CHALLENGE_LEN];
+    let mut session = ControlSession::new(ControlConfig::default(), challenge);
     let mut buf = BytesMut::new();
-    for chunk in input.chunks(usize::from(step).max(1)) {
+    if step & 0x80 != 0 {
+        // Start authenticated so the fuzzer reaches attributes and the live state.
+        let digest = hex::encode(super::hmac_digest(b"secret", &challenge));
+        buf.extend_from_slice(format!("HMAC\nCONNECT 1 ${digest}\n").as_bytes());
+    }
+    for chunk in input.chunks(usize::from(step & 0x7f).max(1)) {
         buf.extend_from_slice(chunk);
         if session.handle_input(&mut buf).is_err() {
             break;

@@ -263,7 +263,8 @@ impl<T> ReorderBuffer<T> {
             let nack = self.config.nack && self.nacks.len() < self.config.max_outstanding_nacks;
             if nack {
                 self.nacks.insert(ext, now);
-                self.declared.insert(ext, now + self.config.nack_timeout);
+                let deadline = now.checked_add(self.config.nack_timeout).unwrap_or(now);
+                self.declared.insert(ext, deadline);
             } else {
                 self.declared.insert(ext, now);
             }
@@ -323,7 +324,7 @@ impl<T> ReorderBuffer<T> {
     /// A generic NACK for every declared loss that is due a (re)request, if any.
     pub fn poll_nack(&mut self, now: Instant) -> Option<Bytes> {
         self.handle_timeout(now);
-        let retry = now + self.config.nack_retry;
+        let retry = now.checked_add(self.config.nack_retry).unwrap_or(now);
         let mut due = Vec::new();
         for (ext, next_send) in self.nacks.iter_mut() {
             if *next_send <= now {
