@@ -28,15 +28,31 @@ fn mentions(line: &str, word: &str) -> bool {
 }
 
 /// `(line number, forbidden word, line)` for every violation in `source`. Comments are not
-/// code, and an inline `#[cfg(test)]` module (the bottom of a file, by house style) only runs
-/// under the test harness, which may read the clock to build virtual time.
+/// code, and items under `#[cfg(test)]` or `#[cfg(fuzzing)]` exist only in the test harness or
+/// the fuzzer, which may read the clock to build virtual time: they are skipped up to the brace
+/// that closes them.
 fn violations(source: &str) -> Vec<(usize, &'static str, String)> {
     let mut found = Vec::new();
+    // Some(depth) while inside a harness-only item: the brace depth reached so far.
+    let mut skipping: Option<i64> = None;
     for (i, line) in source.lines().enumerate() {
-        if line.trim() == "#[cfg(test)]" {
-            break;
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") || trimmed.starts_with("#[cfg(fuzzing)]") {
+            skipping = Some(0);
+            continue;
         }
-        if line.trim_start().starts_with("//") {
+        if let Some(depth) = skipping.as_mut() {
+            let opened = line.matches('{').count() as i64;
+            let closed = line.matches('}').count() as i64;
+            let was_open = *depth > 0 || opened > 0;
+            *depth += opened - closed;
+            // A one-line item (`mod tests;`) or the closing brace ends the skip.
+            if *depth <= 0 && (was_open || trimmed.ends_with(';')) {
+                skipping = None;
+            }
+            continue;
+        }
+        if trimmed.starts_with("//") {
             continue;
         }
         for word in FORBIDDEN {

@@ -3,7 +3,7 @@
 //! valid packet so NACKs and ping echoes have somewhere to go. The driver owns the socket and
 //! asks this filter; nothing here does IO.
 
-use std::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 
 /// Source-address policy for one stream's media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
