@@ -44,8 +44,24 @@ impl Publisher {
         now: Instant,
     ) -> Result<Self, PublishError> {
         let claim = hub.registry().claim(name, now)?;
+        Ok(Self::with_claim(hub, name, chunk_size, claim))
+    }
+
+    /// Claims `name` with an explicit takeover policy (the ingest's own, e.g. `ftl.takeover`).
+    pub fn start_with_takeover(
+        hub: &Rc<CoreHub>,
+        name: &str,
+        chunk_size: usize,
+        now: Instant,
+        takeover: bool,
+    ) -> Result<Self, PublishError> {
+        let claim = hub.registry().claim_with_takeover(name, now, takeover)?;
+        Ok(Self::with_claim(hub, name, chunk_size, claim))
+    }
+
+    fn with_claim(hub: &Rc<CoreHub>, name: &str, chunk_size: usize, claim: PublishClaim) -> Self {
         let local = hub.local(name);
-        Ok(Publisher {
+        Publisher {
             hub: hub.clone(),
             local,
             claim,
@@ -53,7 +69,7 @@ impl Publisher {
             offset: None,
             last_timestamp: None,
             frames: 0,
-        })
+        }
     }
 
     /// True if this publisher replaced a live one.

@@ -237,12 +237,24 @@ impl Registry {
             .collect()
     }
 
-    /// Claims `name` for a new publisher, applying the takeover policy and the grace window.
+    /// Claims `name` for a new publisher, applying the node's takeover policy and the grace
+    /// window.
     pub fn claim(&self, name: &str, now: Instant) -> Result<PublishClaim, PublishError> {
+        self.claim_with_takeover(name, now, self.policy.takeover)
+    }
+
+    /// Claims `name` like [`Registry::claim`], with the ingest's own takeover policy (FTL has
+    /// `ftl.takeover`, independent of the RTMP one): `takeover` false refuses a live stream.
+    pub fn claim_with_takeover(
+        &self,
+        name: &str,
+        now: Instant,
+        takeover: bool,
+    ) -> Result<PublishClaim, PublishError> {
         let stream = self.stream(name);
         let mut state = lock(&stream.state);
         let took_over = state.live;
-        if state.live && !self.policy.takeover {
+        if state.live && !takeover {
             return Err(PublishError::InUse);
         }
         let resume_after = match state.left_at {

@@ -6,6 +6,8 @@
 //! other cores send it. Connections never migrate: a session lives and dies on the core that
 //! accepted it. The main thread waits for SIGINT/SIGTERM.
 
+pub mod ftl;
+pub mod ftl_media;
 pub mod guard;
 pub mod rtmp;
 pub mod runtime;
@@ -171,7 +173,26 @@ fn worker(
                 }
             }
         }
+        let mut ftl_listeners = Vec::new();
+        if config.ftl.is_active() {
+            for addr in &config.ftl.listen.0 {
+                match runtime::bind_tcp(*addr, BACKLOG) {
+                    Ok(l) => ftl_listeners.push((*addr, l)),
+                    Err(e) => {
+                        let _ = ready.send(Err(fail(&format!("binding FTL on {addr}"), e)));
+                        return;
+                    }
+                }
+            }
+        }
         runtime::spawn(sweeper.run()).detach();
+        let ftl_core = Rc::new(ftl::FtlCore::default());
+        for (addr, listener) in ftl_listeners {
+            if index == 0 {
+                info!(%addr, udp_ports = %config.ftl.udp_port_range, "FTL listening");
+            }
+            runtime::spawn(accept_ftl(core.clone(), ftl_core.clone(), addr, listener)).detach();
+        }
         runtime::spawn(drain_inbox(hub)).detach();
         for (addr, listener) in listeners {
             if index == 0 {
@@ -206,6 +227,26 @@ async fn accept_rtmp(core: Rc<Core>, addr: SocketAddr, listener: runtime::TcpLis
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 error!(%addr, error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn accept_ftl(
+    core: Rc<Core>,
+    ftl_core: Rc<ftl::FtlCore>,
+    addr: SocketAddr,
+    listener: runtime::TcpListener,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                runtime::tune_accepted(&stream);
+                runtime::spawn(ftl::serve(core.clone(), ftl_core.clone(), stream, peer)).detach();
+            }
+            Err(e) => {
+                error!(%addr, error = %e, "FTL accept failed");
                 runtime::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -1,0 +1,293 @@
+//! The UDP side of one FTL stream: a receive task feeding the sans-IO [`MediaSession`] and the
+//! stream's [`Publisher`], and a timer task driving NACK retries and the session deadlines.
+//!
+//! Both tasks run on the control connection's core and share the session through a `RefCell`
+//! (never borrowed across an await). The receive loop is the only reader of the socket; the timer
+//! task never races it: it calls `handle_timeout`, sends what the session queued, and ends the
+//! session through the control channel (`408` when no media arrived, a silent close when control
+//! and media both went quiet). Stopping wakes the pending receive by shutting the socket's read
+//! side and sending it an empty datagram.
+//!
+//! Receive path: one `recv_from` per datagram into the spare capacity of a shared `BytesMut`
+//! (split off and frozen, so a datagram is never copied on its way to the depacketiser). The
+//! counters report datagrams per receive call; multishot receive is not used yet.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use socket2::SockRef;
+use tracing::{debug, info};
+
+use super::Core;
+use super::ftl::{ControlShared, finish_publisher};
+use super::runtime::{self, BufResult, UdpSocket};
+use crate::fanout::Publisher;
+use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
+
+/// Largest datagram accepted (FTL's MTU is 1392; leave room for odd clients).
+const MAX_DATAGRAM: usize = 2048;
+/// Receive buffer block: many datagrams are split off one allocation.
+const RECV_BLOCK: usize = 256 * 1024;
+/// Longest the timer task sleeps between deadline checks.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Receive-path counters (the session's own counters come from `MediaSession::stats`).
+#[derive(Debug, Default, Clone, Copy)]
+struct RecvCounters {
+    recv_calls: u64,
+    datagrams: u64,
+    bytes: u64,
+    /// From an address the source filter refused.
+    foreign: u64,
+    /// Dropped by the session (malformed, unknown SSRC, wrong payload type).
+    rejected: u64,
+    frames: u64,
+}
+
+struct MediaState {
+    session: MediaSession,
+    filter: SourceFilter,
+    publisher: Option<Publisher>,
+    counters: RecvCounters,
+    last_media: Instant,
+    media_seen: bool,
+}
+
+/// The control driver's handle on a stream's media tasks.
+pub struct MediaLink {
+    core: Rc<Core>,
+    control: Rc<ControlShared>,
+    socket: UdpSocket,
+    state: RefCell<MediaState>,
+    stopped: Cell<bool>,
+    name: String,
+    accepted_at: Instant,
+}
+
+/// Starts the receive and timer tasks of an accepted stream.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    core: Rc<Core>,
+    control: Rc<ControlShared>,
+    socket: UdpSocket,
+    session: MediaSession,
+    filter: SourceFilter,
+    publisher: Publisher,
+    name: String,
+    now: Instant,
+) -> Rc<MediaLink> {
+    let link = Rc::new(MediaLink {
+        core,
+        control,
+        socket,
+        state: RefCell::new(MediaState {
+            session,
+            filter,
+            publisher: Some(publisher),
+            counters: RecvCounters::default(),
+            last_media: now,
+            media_seen: false,
+        }),
+        stopped: Cell::new(false),
+        name,
+        accepted_at: now,
+    });
+    runtime::spawn(link.clone().receive_loop()).detach();
+    runtime::spawn(link.clone().timer_loop()).detach();
+    link
+}
+
+impl MediaLink {
+    /// Ends the media side: finishes the publisher (grace window), logs the counters and wakes
+    /// the receive loop so the socket closes. Idempotent.
+    pub fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        let (publisher, counters, stats) = {
+            let mut state = self.state.borrow_mut();
+            (
+                state.publisher.take(),
+                state.counters,
+                state.session.stats(),
+            )
+        };
+        if let Some(publisher) = publisher {
+            finish_publisher(&self.core, publisher, self.name.clone());
+        }
+        let per_call = if counters.recv_calls == 0 {
+            0.0
+        } else {
+            counters.datagrams as f64 / counters.recv_calls as f64
+        };
+        info!(
+            stream = %self.name,
+            frames = counters.frames,
+            video_frames = stats.video_frames,
+            audio_frames = stats.audio_frames,
+            datagrams = counters.datagrams,
+            bytes = counters.bytes,
+            recv_calls = counters.recv_calls,
+            datagrams_per_recv = per_call,
+            foreign = counters.foreign,
+            dropped = counters.rejected + counters.foreign,
+            malformed = stats.malformed,
+            unknown_ssrc = stats.unknown_ssrc,
+            payload_type_mismatch = stats.payload_type_mismatch,
+            pings = stats.pings,
+            lost = stats.video.lost,
+            nacks_sent = stats.video.nacks_sent,
+            recovered = stats.video.recovered,
+            "FTL media ended"
+        );
+        // Wake the pending receive: shutting the read side down completes it on Linux; the
+        // empty datagram to itself covers the rest.
+        let _ = SockRef::from(&self.socket).shutdown(std::net::Shutdown::Read);
+        if let Ok(local) = self.socket.local_addr()
+            && let Ok(waker) = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+        {
+            let _ = waker.send_to(&[], local);
+        }
+    }
+
+    async fn receive_loop(self: Rc<Self>) {
+        let mut buf = BytesMut::with_capacity(RECV_BLOCK);
+        while !self.stopped.get() {
+            // Receive into the spare capacity; the datagram is split off and frozen, the rest
+            // of the block is reused for the next one.
+            if buf.capacity() - buf.len() < MAX_DATAGRAM {
+                buf.reserve(RECV_BLOCK);
+            }
+            let BufResult(result, returned) = self.socket.recv_from(buf).await;
+            buf = returned;
+            let (len, from) = match result {
+                Ok(got) => got,
+                Err(e) => {
+                    debug!(stream = %self.name, error = %e, "FTL media receive failed");
+                    break;
+                }
+            };
+            let datagram = buf.split_to(len.min(buf.len())).freeze();
+            if self.stopped.get() {
+                break;
+            }
+            self.handle_datagram(from, datagram).await;
+        }
+        self.stop();
+    }
+
+    async fn handle_datagram(&self, from: SocketAddr, datagram: Bytes) {
+        let now = Instant::now();
+        let (transmit, peer, superseded) = {
+            let mut guard = self.state.borrow_mut();
+            let state = &mut *guard;
+            state.counters.recv_calls += 1;
+            state.counters.datagrams += 1;
+            state.counters.bytes += datagram.len() as u64;
+            if !state.filter.accepts(from) {
+                state.counters.foreign += 1;
+                return;
+            }
+            match state.session.handle_datagram(now, datagram) {
+                Ok(()) => state.filter.latch(from),
+                Err(_) => state.counters.rejected += 1,
+            }
+            let stats = state.session.stats();
+            if stats.video.received + stats.audio.received > 0 {
+                state.media_seen = true;
+                state.last_media = now;
+            }
+            let superseded = push_frames(state);
+            let transmit: Vec<Bytes> =
+                std::iter::from_fn(|| state.session.poll_transmit()).collect();
+            (transmit, state.filter.peer(), superseded)
+        };
+        self.send(peer, transmit).await;
+        if superseded {
+            self.superseded();
+        }
+    }
+
+    async fn send(&self, peer: Option<SocketAddr>, transmit: Vec<Bytes>) {
+        let Some(peer) = peer else {
+            return;
+        };
+        for datagram in transmit {
+            let BufResult(_, _) = self.socket.send_to(datagram, peer).await;
+        }
+    }
+
+    fn superseded(&self) {
+        info!(stream = %self.name, "FTL publisher replaced by a new one (takeover)");
+        self.state.borrow_mut().publisher = None;
+        runtime::shutdown(self.control.guard.stream());
+    }
+
+    async fn timer_loop(self: Rc<Self>) {
+        let cfg = &self.core.config.ftl;
+        let no_media = Duration::from_millis(cfg.no_media_timeout_ms);
+        let idle = Duration::from_millis(cfg.idle_timeout_ms);
+        while !self.stopped.get() {
+            let now = Instant::now();
+            let wake = self
+                .state
+                .borrow()
+                .session
+                .poll_timeout()
+                .map_or(now + TICK, |t| t.clamp(now, now + TICK));
+            runtime::sleep_until(wake).await;
+            if self.stopped.get() {
+                break;
+            }
+            let now = Instant::now();
+            let (transmit, peer, superseded, media_seen, last_media) = {
+                let mut guard = self.state.borrow_mut();
+                let state = &mut *guard;
+                state.session.handle_timeout(now);
+                let superseded = push_frames(state);
+                let transmit: Vec<Bytes> =
+                    std::iter::from_fn(|| state.session.poll_transmit()).collect();
+                (
+                    transmit,
+                    state.filter.peer(),
+                    superseded,
+                    state.media_seen,
+                    state.last_media,
+                )
+            };
+            self.send(peer, transmit).await;
+            if superseded {
+                self.superseded();
+                break;
+            }
+            if !media_seen && now.saturating_duration_since(self.accepted_at) >= no_media {
+                info!(stream = %self.name, "FTL: no media arrived in time (408)");
+                self.control.end_with(ResponseCode::NoMediaTimeout).await;
+                break;
+            }
+            let last_control = self.control.last_control.get();
+            if now.saturating_duration_since(last_media.max(last_control)) >= idle {
+                info!(stream = %self.name, "FTL: control and media idle; closing");
+                runtime::shutdown(self.control.guard.stream());
+                break;
+            }
+        }
+    }
+}
+
+/// Moves the session's frames into the publisher; true when the publisher was superseded.
+fn push_frames(state: &mut MediaState) -> bool {
+    while let Some(frame) = state.session.poll_frame() {
+        let Some(publisher) = state.publisher.as_mut() else {
+            continue;
+        };
+        if publisher.push(frame).is_err() {
+            return true;
+        }
+        state.counters.frames += 1;
+    }
+    false
+}
