@@ -505,10 +505,12 @@ pub fn publish(options: &PublishOptions) -> Result<Summary, String> {
             .min(end);
         std::thread::sleep(next.saturating_sub(started.elapsed()).min(PING_INTERVAL));
     }
-    let _ = control.write_all(&disconnect_line());
+    // Stop the control reader first so the server's close after DISCONNECT is not mistaken
+    // for the server ending the stream.
     stop.store(true, Ordering::Relaxed);
-    let _ = receiver.join();
     let _ = control_thread.join();
+    let _ = receiver.join();
+    let _ = control.write_all(&disconnect_line());
 
     let nacked = nacked.lock().map(|s| s.clone()).unwrap_or_default();
     summary.sent = sent.load(Ordering::Relaxed);

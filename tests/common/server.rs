@@ -38,6 +38,11 @@ impl Server {
     /// Starts the server with `workers` and, if given, `config` written to a TOML file.
     /// Retries on a fresh port if the chosen one was taken between probe and bind.
     pub fn start_with(workers: u32, config: Option<&str>) -> Server {
+        Server::start_with_args(workers, config, &[])
+    }
+
+    /// Like [`Server::start_with`], with `extra` arguments appended (e.g. `--ftl ADDR`).
+    pub fn start_with_args(workers: u32, config: Option<&str>, extra: &[String]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = config.map(|text| {
             let path = dir.path().join("ringcast.toml");
@@ -55,6 +60,7 @@ impl Server {
             if let Some(path) = &config_path {
                 cmd.arg("--config").arg(path);
             }
+            cmd.args(extra);
             let stderr_path: PathBuf = dir.path().join(format!("ringcast-{attempt}.stderr"));
             let mut child = ChildGuard::spawn("ringcast", &mut cmd, stderr_path);
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,669 @@
+//! Proves FTL ingest end to end: the loadgen's FTL publisher (real H.264 Annex-B and Ogg Opus
+//! made here with ffmpeg) publishes to ringcast over TCP control + RTP/UDP, and real players
+//! play `rtmp://…/ftl/77`.
+//!
+//! Legacy players: FTL audio is Opus, which plain RTMP cannot carry, so the stream's audio goes
+//! out as Enhanced RTMP Opus tags (FourCC `Opus`) to every player. ffmpeg 5.1 (no E-RTMP) lists
+//! it as an audio stream with codec `none` and plays the video when video is selected
+//! (`-map 0:v` / `-an`, as the test does); a bare `ffmpeg -i URL -f null -` with 5.1 fails to
+//! open a decoder for that audio stream. Withholding audio from players whose `connect` carries
+//! no `fourCcList` is the alternative we did not build yet.
+//!
+//! The HMAC test vector is a unit test in `src/proto/ftl/mod.rs`. Every wait has a generous
+//! deadline; nothing asserts on timing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::framemd5::{FrameMd5, assert_contiguous_run};
+use common::media;
+use common::process::{run_ok, wait_until};
+use common::server::Server;
+use common::{free_port, tools, with_context};
+
+const SECRET: &str = "SECRET";
+/// Seconds of source media (25 fps, a keyframe every 25 frames, no B-frames).
+const SOURCE_SECS: u32 = 8;
+
+struct FtlServer {
+    server: Server,
+    ftl: SocketAddr,
+}
+
+/// A UDP port range of 16 that was free a moment ago.
+fn free_udp_range() -> (u16, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = socket.local_addr().unwrap().port().min(65_000);
+    (start, start + 15)
+}
+
+fn start_ftl(extra_ftl_config: &str) -> FtlServer {
+    let ftl_port = free_port();
+    let (start, end) = free_udp_range();
+    let config = format!(
+        "[ftl]\nudp_port_range = \"{start}-{end}\"\nno_media_timeout_ms = 4000\n{extra_ftl_config}\n"
+    );
+    let server = Server::start_with_args(
+        1,
+        Some(&config),
+        &[
+            "--ftl".into(),
+            format!("127.0.0.1:{ftl_port}"),
+            "--ftl-key".into(),
+            format!("77-{SECRET}"),
+        ],
+    );
+    FtlServer {
+        server,
+        ftl: SocketAddr::from(([127, 0, 0, 1], ftl_port)),
+    }
+}
+
+/// Makes `x.h264` (Annex-B, testsrc2 so every frame differs) and `x.ogg` (Opus) in `dir`.
+fn make_sources(dir: &Path) -> (PathBuf, PathBuf) {
+    let h264 = dir.join("x.h264");
+    let ogg = dir.join("x.ogg");
+    let secs = SOURCE_SECS.to_string();
+    run_ok(
+        "ffmpeg h264 source",
+        Command::new(tools::ffmpeg())
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-t",
+                &secs,
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-bf",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                "-bsf:v",
+                "h264_mp4toannexb",
+                "-f",
+                "h264",
+            ])
+            .arg(&h264),
+        Duration::from_secs(120),
+    );
+    run_ok(
+        "ffmpeg opus source",
+        Command::new(tools::ffmpeg())
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &secs,
+                "-c:a",
+                "libopus",
+                "-f",
+                "ogg",
+            ])
+            .arg(&ogg),
+        Duration::from_secs(120),
+    );
+    (h264, ogg)
+}
+
+/// The loadgen binary next to the `ringcast` binary, built once per test process.
+fn loadgen_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_ringcast"));
+        let profile_dir = exe.parent().expect("binary dir").to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "ringcast-loadgen",
+            "--bin",
+            "ringcast-loadgen",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        run_ok(
+            "cargo build ringcast-loadgen",
+            &mut cmd,
+            Duration::from_secs(600),
+        );
+        profile_dir.join("ringcast-loadgen")
+    })
+    .clone()
+}
+
+/// A running `ringcast-loadgen ftl-publish`, killed on drop.
+struct Loadgen {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Loadgen {
+    fn start(
+        ftl: SocketAddr,
+        key: &str,
+        h264: &Path,
+        ogg: &Path,
+        extra: &[&str],
+        dir: &Path,
+        name: &str,
+    ) -> Loadgen {
+        let stdout = dir.join(format!("{name}.json"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = Command::new(loadgen_binary())
+            .args([
+                "ftl-publish",
+                "--addr",
+                &ftl.to_string(),
+                "--key",
+                key,
+                "--h264",
+            ])
+            .arg(h264)
+            .arg("--opus")
+            .arg(ogg)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn ringcast-loadgen");
+        Loadgen {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the publisher to finish and returns its JSON summary line.
+    fn summary(&mut self, timeout: Duration) -> String {
+        let done = wait_until(timeout, || matches!(self.child.try_wait(), Ok(Some(_))));
+        assert!(
+            done,
+            "loadgen did not finish within {timeout:?}: {}",
+            self.logs()
+        );
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "loadgen stdout: {}\nloadgen stderr: {}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Loadgen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The integer field `name` of the loadgen's JSON summary.
+fn field(json: &str, name: &str) -> i64 {
+    let key = format!("\"{name}\":");
+    let rest = &json[json
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {json:?}"))
+        + key.len()..];
+    let value: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    value.parse().unwrap_or(-1)
+}
+
+/// Decoded-picture md5s of the video in `file` (container-independent, unlike packet md5s).
+fn decoded_video(ffmpeg: &Path, file: &Path) -> FrameMd5 {
+    let out = run_ok(
+        "ffmpeg decoded framemd5",
+        Command::new(ffmpeg)
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(file)
+            .args(["-map", "0:v", "-f", "framemd5", "-"]),
+        Duration::from_secs(120),
+    );
+    FrameMd5::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Stderr of `ffmpeg -v error` decoding the video and audio of `file` with `ffmpeg`.
+fn decode_errors(ffmpeg: &Path, file: &Path, maps: &[&str]) -> String {
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-hide_banner", "-v", "error", "-i"]).arg(file);
+    for map in maps {
+        cmd.args(["-map", map]);
+    }
+    cmd.args(["-f", "null", "-"]);
+    let out = run_ok("ffmpeg decode check", &mut cmd, Duration::from_secs(120));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn loadgen_publish_plays_on_modern_ffmpeg_with_opus_audio() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &[],
+        &dir,
+        "pub",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let url = ftl.server.url("ftl", "77");
+    let mut player = media::play_to_flv(&tools::ffmpeg_modern(), &url, Some(4.0), &dir, "play");
+    player.finish(Duration::from_secs(30));
+    let summary = loadgen.summary(Duration::from_secs(40));
+    let context = || {
+        format!(
+            "server stderr:\n{}\nplayer stderr:\n{}\n{}",
+            ftl.server.stderr(),
+            player.stderr(),
+            loadgen.logs()
+        )
+    };
+    with_context(context, || {
+        assert_eq!(
+            field(&summary, "server_code"),
+            -1,
+            "the server ended the stream: {summary}"
+        );
+        let modern = tools::ffmpeg_modern();
+        let errors = decode_errors(&modern, &player.out, &["0:v", "0:a"]);
+        assert!(errors.trim().is_empty(), "decode errors: {errors}");
+        let played = decoded_video(&modern, &player.out);
+        assert!(
+            played.video().len() > 25,
+            "only {} video frames played",
+            played.video().len()
+        );
+        let source = decoded_video(&modern, &h264);
+        assert_contiguous_run(&played.video(), &source.video(), "FTL → E-RTMP video");
+        let probe = Command::new(&modern)
+            .arg("-hide_banner")
+            .arg("-i")
+            .arg(&player.out)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&probe.stderr);
+        assert!(
+            listing.lines().any(|l| l.contains("Audio: opus")),
+            "played stream has no Opus audio:\n{listing}"
+        );
+    });
+}
+
+/// Reads one `\n`-terminated reply line (without line ending); None on close.
+fn read_line(stream: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => {
+                return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).trim().to_owned());
+            }
+            Ok(_) if byte[0] == b'\n' => {
+                return Some(String::from_utf8_lossy(&line).trim().to_owned());
+            }
+            Ok(_) => line.push(byte[0]),
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset) => return None,
+            Err(e) => panic!("control read: {e}"),
+        }
+    }
+}
+
+fn control(ftl: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(ftl).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream
+}
+
+/// Asserts the server answers `code` and then closes the connection.
+fn assert_code_then_close(stream: &mut TcpStream, code: &str, what: &str) {
+    let line = read_line(stream);
+    assert_eq!(line.as_deref(), Some(code), "{what}: expected {code}");
+    assert_eq!(
+        read_line(stream),
+        None,
+        "{what}: the server did not close after {code}"
+    );
+}
+
+#[test]
+fn wrong_key_gets_405_and_close_then_right_key_streams() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let mut c = control(ftl.ftl);
+    c.write_all(b"HMAC\r\n\r\n").unwrap();
+    let challenge_line = read_line(&mut c).unwrap();
+    let challenge = hex::decode(challenge_line.strip_prefix("200 ").unwrap()).unwrap();
+    assert_eq!(challenge.len(), 128);
+    let digest = hex::encode(ringcast::proto::ftl::hmac_digest(
+        b"not-the-secret",
+        &challenge,
+    ));
+    c.write_all(format!("CONNECT 77 ${digest}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_code_then_close(&mut c, "405", "wrong key");
+
+    let (h264, ogg) = make_sources(&dir);
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &["--duration", "5"],
+        &dir,
+        "retry",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut player, md5) = media::play_to_framemd5(
+        &tools::ffmpeg_modern(),
+        &ftl.server.url("ftl", "77"),
+        &dir,
+        "play",
+    );
+    let flowing = wait_until(Duration::from_secs(20), || media::framemd5_count(&md5) > 10);
+    let summary = loadgen.summary(Duration::from_secs(40));
+    player.kill();
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\n{}\nplayer:\n{}",
+                ftl.server.stderr(),
+                loadgen.logs(),
+                player.stderr()
+            )
+        },
+        || {
+            assert!(
+                flowing,
+                "the retry with the right key did not reach the player"
+            );
+            assert_eq!(field(&summary, "server_code"), -1, "{summary}");
+        },
+    );
+}
+
+#[test]
+fn five_percent_loss_is_nacked_exactly_and_played_video_has_no_missing_frames() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    // The player joins first and stays to the end, so it sees every access unit.
+    let url = ftl.server.url("ftl", "77");
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &["--loss", "0.05", "--seed", "7"],
+        &dir,
+        "lossy",
+    );
+    let mut player = media::play_to_flv(&tools::ffmpeg_modern(), &url, None, &dir, "play");
+    let summary = loadgen.summary(Duration::from_secs(60));
+    // Let the tail reach the player, then stop it (ffmpeg finalises the file on SIGINT).
+    std::thread::sleep(Duration::from_millis(1500));
+    player.stop();
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\n{}\nplayer:\n{}",
+                ftl.server.stderr(),
+                loadgen.logs(),
+                player.stderr()
+            )
+        },
+        || {
+            let dropped = field(&summary, "dropped");
+            assert!(
+                dropped > 5,
+                "too few packets dropped to prove anything: {summary}"
+            );
+            assert_eq!(
+                field(&summary, "nacked_not_dropped"),
+                0,
+                "NACKs for packets that were not lost: {summary}"
+            );
+            assert_eq!(
+                field(&summary, "dropped_not_nacked"),
+                0,
+                "lost packets never NACKed: {summary}"
+            );
+            assert!(field(&summary, "retransmitted") >= dropped, "{summary}");
+            let modern = tools::ffmpeg_modern();
+            let errors = decode_errors(&modern, &player.out, &["0:v"]);
+            assert!(errors.trim().is_empty(), "decode errors: {errors}");
+            let played = decoded_video(&modern, &player.out);
+            let source = decoded_video(&modern, &h264);
+            assert_contiguous_run(&played.video(), &source.video(), "lossy FTL video");
+            // The player joined before the publisher: it must have every access unit but the
+            // few the stream may have started before its subscription took effect.
+            let missing = source.video().len().saturating_sub(played.video().len());
+            assert!(
+                missing <= 25,
+                "{missing} of {} source frames never played",
+                source.video().len()
+            );
+        },
+    );
+}
+
+#[test]
+fn legacy_ffmpeg_plays_the_video_of_an_ftl_stream() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &[],
+        &dir,
+        "pub",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = dir.join("legacy.flv");
+    let mut cmd = Command::new(tools::ffmpeg());
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-rw_timeout",
+        "15000000",
+        "-i",
+    ])
+    .arg(ftl.server.url("ftl", "77"))
+    .args(["-map", "0:v", "-c", "copy", "-t", "3", "-f", "flv"])
+    .arg(&out);
+    let played = run_ok("ffmpeg 5.1 player", &mut cmd, Duration::from_secs(40));
+    let _ = loadgen.summary(Duration::from_secs(40));
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\nplayer:\n{}",
+                ftl.server.stderr(),
+                String::from_utf8_lossy(&played.stderr)
+            )
+        },
+        || {
+            let errors = decode_errors(&tools::ffmpeg(), &out, &["0:v"]);
+            assert!(
+                errors.trim().is_empty(),
+                "ffmpeg 5.1 decode errors: {errors}"
+            );
+            let frames = decoded_video(&tools::ffmpeg(), &out);
+            assert!(
+                frames.video().len() > 25,
+                "ffmpeg 5.1 played {} frames",
+                frames.video().len()
+            );
+            let source = decoded_video(&tools::ffmpeg(), &h264);
+            assert_contiguous_run(&frames.video(), &source.video(), "FTL video on ffmpeg 5.1");
+        },
+    );
+}
+
+/// The UDP media port the server logged for the live session.
+fn logged_udp_port(server: &Server) -> Option<u16> {
+    let log = server.stderr();
+    let at = log.rfind("udp_port=")? + "udp_port=".len();
+    log[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn bad_input_ends_only_the_offending_session_and_the_stream_keeps_playing() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &["--duration", "16"],
+        &dir,
+        "pub",
+    );
+    let mut server = ftl.server;
+    let port_known = wait_until(Duration::from_secs(15), || {
+        logged_udp_port(&server).is_some()
+    });
+    assert!(port_known, "no FTL session started: {}", server.stderr());
+    let media_port = logged_udp_port(&server).unwrap();
+    let (mut player, md5) = media::play_to_framemd5(
+        &tools::ffmpeg_modern(),
+        &server.url("ftl", "77"),
+        &dir,
+        "play",
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || media::framemd5_count(&md5) > 5),
+        "stream never played: {}",
+        server.stderr()
+    );
+
+    let media_addr = SocketAddr::from(([127, 0, 0, 1], media_port));
+    // Garbage and a wrong SSRC from the control IP (another port: the filter has latched the
+    // publisher's), and valid-looking RTP from another loopback IP.
+    let same_ip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other_ip = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let mut wrong_ssrc = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+    wrong_ssrc.extend_from_slice(&[0x65; 100]);
+    let mut right_ssrc = vec![0x80, 96, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 78];
+    right_ssrc.extend_from_slice(&[0x41; 100]);
+    for i in 0..200u32 {
+        same_ip
+            .send_to(&i.to_be_bytes().repeat(i as usize % 40), media_addr)
+            .unwrap();
+        same_ip.send_to(&wrong_ssrc, media_addr).unwrap();
+        other_ip.send_to(&right_ssrc, media_addr).unwrap();
+    }
+
+    // A 10 kB control line: 400 and close.
+    let mut c = control(ftl.ftl);
+    // Written 1 kB at a time so the server has read all of it when it closes (no RST that
+    // could discard its reply); writes fail once it has closed.
+    for _ in 0..10 {
+        if c.write_all(&[b'A'; 1024]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.write_all(b"\n");
+    assert_code_then_close(&mut c, "400", "10 kB control line");
+    // CONNECT before HMAC: 400 and close.
+    let mut c = control(ftl.ftl);
+    c.write_all(format!("CONNECT 77 ${}\r\n\r\n", "00".repeat(64)).as_bytes())
+        .unwrap();
+    assert_code_then_close(&mut c, "400", "CONNECT before HMAC");
+
+    let before = media::framemd5_count(&md5);
+    let still_flowing = wait_until(Duration::from_secs(20), || {
+        media::framemd5_count(&md5) > before + 25
+    });
+    server.assert_alive();
+    let summary = loadgen.summary(Duration::from_secs(60));
+    player.kill();
+    let log = server.stderr();
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{log}\n{}\nplayer:\n{}",
+                loadgen.logs(),
+                player.stderr()
+            )
+        },
+        || {
+            assert!(
+                still_flowing,
+                "the FTL stream stopped playing after the bad input"
+            );
+            assert_eq!(
+                field(&summary, "server_code"),
+                -1,
+                "the publisher's session was ended: {summary}"
+            );
+            let wait = Instant::now() + Duration::from_secs(10);
+            while !server.stderr().contains("FTL media ended") && Instant::now() < wait {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let log = server.stderr();
+            let ended = log
+                .lines()
+                .find(|l| l.contains("FTL media ended"))
+                .expect("no session summary logged");
+            let foreign: u64 = ended
+                .split("foreign=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+                .expect("foreign counter");
+            assert!(
+                foreign >= 600,
+                "foreign datagrams were not all dropped and counted: {ended}"
+            );
+        },
+    );
+}
