@@ -331,7 +331,8 @@ fn read_line(stream: &mut TcpStream) -> Option<String> {
     loop {
         match stream.read(&mut byte) {
             Ok(0) => {
-                return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).trim().to_owned());
+                return (!line.is_empty())
+                    .then(|| String::from_utf8_lossy(&line).trim().to_owned());
             }
             Ok(_) if byte[0] == b'\n' => {
                 return Some(String::from_utf8_lossy(&line).trim().to_owned());
