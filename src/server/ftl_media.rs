@@ -8,16 +8,17 @@
 //! and media both went quiet). Stopping wakes the pending receive by shutting the socket's read
 //! side and sending it an empty datagram.
 //!
-//! Receive path: one `recv_from` per datagram into the spare capacity of a shared `BytesMut`
-//! (split off and frozen, so a datagram is never copied on its way to the depacketiser). The
-//! counters report datagrams per receive call; multishot receive is not used yet.
+//! Receive path: io_uring multishot receive with provided buffers (`recv_from_multi`, the
+//! runtime's buffer pool sized in [`super::runtime::build`]); each datagram is copied once out of
+//! the pool buffer. The counters report datagrams per receive submission.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use socket2::SockRef;
 use tracing::{debug, info};
 
@@ -27,16 +28,13 @@ use super::runtime::{self, BufResult, UdpSocket};
 use crate::fanout::Publisher;
 use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
 
-/// Largest datagram accepted (FTL's MTU is 1392; leave room for odd clients).
-const MAX_DATAGRAM: usize = 2048;
-/// Receive buffer block: many datagrams are split off one allocation.
-const RECV_BLOCK: usize = 256 * 1024;
 /// Longest the timer task sleeps between deadline checks.
 const TICK: Duration = Duration::from_millis(100);
 
 /// Receive-path counters (the session's own counters come from `MediaSession::stats`).
 #[derive(Debug, Default, Clone, Copy)]
 struct RecvCounters {
+    /// Receive submissions (multishot arms).
     recv_calls: u64,
     datagrams: u64,
     bytes: u64,
@@ -153,28 +151,36 @@ impl MediaLink {
         }
     }
 
+    /// Receives with io_uring multishot `recvmsg` into the runtime's provided-buffer pool: one
+    /// submission yields completions for many datagrams. A multishot receive ends when the pool
+    /// runs dry (the datagrams wait in the socket buffer) and is simply re-armed.
     async fn receive_loop(self: Rc<Self>) {
-        let mut buf = BytesMut::with_capacity(RECV_BLOCK);
-        while !self.stopped.get() {
-            // Receive into the spare capacity; the datagram is split off and frozen, the rest
-            // of the block is reused for the next one.
-            if buf.capacity() - buf.len() < MAX_DATAGRAM {
-                buf.reserve(RECV_BLOCK);
-            }
-            let BufResult(result, returned) = self.socket.recv_from(buf).await;
-            buf = returned;
-            let (len, from) = match result {
-                Ok(got) => got,
-                Err(e) => {
-                    debug!(stream = %self.name, error = %e, "FTL media receive failed");
-                    break;
+        'arm: while !self.stopped.get() {
+            self.state.borrow_mut().counters.recv_calls += 1;
+            let stream = self.socket.recv_from_multi();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                let received = match item {
+                    Ok(received) => received,
+                    Err(e) => {
+                        debug!(stream = %self.name, error = %e, "FTL media receive failed");
+                        if e.raw_os_error() == Some(libc::ENOBUFS) {
+                            continue 'arm;
+                        }
+                        break 'arm;
+                    }
+                };
+                if self.stopped.get() {
+                    break 'arm;
                 }
-            };
-            let datagram = buf.split_to(len.min(buf.len())).freeze();
-            if self.stopped.get() {
-                break;
+                let Some(from) = received.addr().and_then(|a| a.as_socket()) else {
+                    continue;
+                };
+                // Copied out so the pool buffer goes straight back to the kernel.
+                let datagram = Bytes::copy_from_slice(received.data());
+                drop(received);
+                self.handle_datagram(from, datagram).await;
             }
-            self.handle_datagram(from, datagram).await;
         }
         self.stop();
     }
@@ -184,7 +190,6 @@ impl MediaLink {
         let (transmit, peer, superseded) = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
-            state.counters.recv_calls += 1;
             state.counters.datagrams += 1;
             state.counters.bytes += datagram.len() as u64;
             if !state.filter.accepts(from) {

@@ -22,11 +22,23 @@ pub use compio::time::{sleep, sleep_until};
 /// at a few thousand watchers per core before the ring must be flushed mid-tick.
 const SQ_ENTRIES: u32 = 4096;
 
+/// Provided buffers in each runtime's pool (multishot receive of FTL media).
+const MEDIA_BUFFERS: std::num::NonZero<u16> = match std::num::NonZero::new(512) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+/// Bytes per provided buffer: FTL datagrams are at most 1392 bytes.
+const MEDIA_BUFFER_LEN: usize = 2048;
+
 /// Builds this thread's runtime, pinned to `cpu` when given. Returns it with a name for the
 /// driver in use ("io_uring" or "epoll fallback").
 pub fn build(cpu: Option<usize>) -> io::Result<(Runtime, &'static str)> {
     let mut proactor = ProactorBuilder::new();
     proactor.capacity(SQ_ENTRIES);
+    // Provided buffers for multishot UDP receive (FTL media): a keyframe burst is a few hundred
+    // datagrams of at most 1392 bytes.
+    proactor.buffer_pool_size(MEDIA_BUFFERS);
+    proactor.buffer_pool_buffer_len(MEDIA_BUFFER_LEN);
     let mut builder = Runtime::builder();
     builder.with_proactor(proactor);
     if let Some(cpu) = cpu {
