@@ -668,3 +668,53 @@ fn bad_input_ends_only_the_offending_session_and_the_stream_keeps_playing() {
         },
     );
 }
+
+/// Runs the handshake with the right key on a raw connection up to the `.` reply.
+fn raw_stream_request(ftl: SocketAddr) -> (TcpStream, Option<String>) {
+    use ringcast::proto::ftl::client;
+    use ringcast::proto::ftl::{StreamAttributes, TrackCodec, TrackInfo};
+    let mut c = control(ftl);
+    c.write_all(&client::hmac_request()).unwrap();
+    let line = read_line(&mut c).unwrap();
+    let challenge = client::parse_reply(&line).unwrap().challenge().unwrap();
+    c.write_all(&client::connect_line(77, SECRET.as_bytes(), &challenge))
+        .unwrap();
+    assert_eq!(read_line(&mut c).as_deref(), Some("200"), "CONNECT");
+    let attributes = StreamAttributes {
+        protocol_version: "0.9".into(),
+        vendor_name: "test".into(),
+        vendor_version: "1".into(),
+        video: Some(TrackInfo {
+            codec: TrackCodec::H264,
+            payload_type: 96,
+            ssrc: 78,
+            width: None,
+            height: None,
+        }),
+        audio: None,
+        unknown: Vec::new(),
+    };
+    c.write_all(&client::attribute_lines(&attributes)).unwrap();
+    let reply = read_line(&mut c);
+    (c, reply)
+}
+
+#[test]
+fn no_media_after_accept_gets_408() {
+    let ftl = start_ftl("");
+    let (mut c, reply) = raw_stream_request(ftl.ftl);
+    let reply = reply.unwrap_or_default();
+    assert!(reply.starts_with("200. Use UDP port "), "{reply}");
+    // no_media_timeout_ms is 4 s; the read timeout is 15 s.
+    assert_code_then_close(&mut c, "408", "no media");
+}
+
+#[test]
+fn second_publisher_gets_406_when_takeover_is_off() {
+    let ftl = start_ftl("takeover = false");
+    let (_first, reply) = raw_stream_request(ftl.ftl);
+    assert!(reply.unwrap_or_default().starts_with("200. Use UDP port "));
+    let (mut second, reply) = raw_stream_request(ftl.ftl);
+    assert_eq!(reply.as_deref(), Some("406"), "{}", ftl.server.stderr());
+    assert_eq!(read_line(&mut second), None, "no close after 406");
+}
