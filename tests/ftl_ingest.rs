@@ -718,3 +718,54 @@ fn second_publisher_gets_406_when_takeover_is_off() {
     assert_eq!(reply.as_deref(), Some("406"), "{}", ftl.server.stderr());
     assert_eq!(read_line(&mut second), None, "no close after 406");
 }
+
+#[test]
+fn unknown_channel_gets_405_and_close() {
+    let ftl = start_ftl("");
+    let mut c = control(ftl.ftl);
+    c.write_all(b"HMAC\n").unwrap();
+    let line = read_line(&mut c).unwrap();
+    let challenge = hex::decode(line.strip_prefix("200 ").unwrap()).unwrap();
+    let digest = hex::encode(ringcast::proto::ftl::hmac_digest(
+        SECRET.as_bytes(),
+        &challenge,
+    ));
+    c.write_all(format!("CONNECT 78 ${digest}\n").as_bytes())
+        .unwrap();
+    assert_code_then_close(&mut c, "405", "unknown channel");
+}
+
+#[test]
+fn attributes_after_the_stream_request_get_400_and_close() {
+    let ftl = start_ftl("");
+    let (mut c, reply) = raw_stream_request(ftl.ftl);
+    assert!(reply.unwrap_or_default().starts_with("200. Use UDP port "));
+    c.write_all(b"VideoCodec: H264\r\n\r\n").unwrap();
+    assert_code_then_close(&mut c, "400", "attribute after '.'");
+}
+
+#[test]
+fn hmac_challenges_are_rate_limited_per_source_ip() {
+    let ftl = start_ftl("hmac_attempts_per_minute_per_ip = 2");
+    for _ in 0..2 {
+        let mut c = control(ftl.ftl);
+        c.write_all(b"HMAC\n").unwrap();
+        let line = read_line(&mut c).unwrap();
+        assert!(line.starts_with("200 "), "{line}");
+    }
+    let mut c = control(ftl.ftl);
+    let _ = c.write_all(b"HMAC\n");
+    assert_code_then_close(&mut c, "401", "third challenge within a minute");
+    // Another source IP has its own budget.
+    let local = SocketAddr::from(([127, 0, 0, 2], 0));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&ftl.ftl.into()).unwrap();
+    let mut other: TcpStream = socket.into();
+    other
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    other.write_all(b"HMAC\n").unwrap();
+    let line = read_line(&mut other).unwrap();
+    assert!(line.starts_with("200 "), "{line}");
+}
