@@ -11,6 +11,7 @@
 pub mod fixtures;
 pub mod flv;
 pub mod framemd5;
+pub mod ftl;
 pub mod healthy;
 pub mod media;
 pub mod process;
