@@ -451,3 +451,67 @@ fn hmac_challenges_are_rate_limited_per_source_ip() {
     let line = read_line(&mut other).unwrap();
     assert!(line.starts_with("200 "), "{line}");
 }
+
+#[test]
+fn a_reconnecting_streamer_takes_over_by_default() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    let key = format!("77-{SECRET}");
+    let mut first = Loadgen::start(
+        ftl.ftl,
+        &key,
+        &h264,
+        &ogg,
+        &["--duration", "30"],
+        &dir,
+        "first",
+    );
+    let (mut player, md5) = media::play_to_framemd5(
+        &tools::ffmpeg_modern(),
+        &ftl.server.url("ftl", "77"),
+        &dir,
+        "play",
+    );
+    let playing = wait_until(Duration::from_secs(20), || media::framemd5_count(&md5) > 10);
+    let mut second = Loadgen::start(
+        ftl.ftl,
+        &key,
+        &h264,
+        &ogg,
+        &["--duration", "4"],
+        &dir,
+        "second",
+    );
+    let first_summary = first.summary(Duration::from_secs(40));
+    let second_summary = second.summary(Duration::from_secs(40));
+    let after_takeover = media::framemd5_count(&md5);
+    player.kill();
+    with_context(
+        || {
+            format!(
+                "server stderr:\n{}\n{}\n{}",
+                ftl.server.stderr(),
+                first.logs(),
+                second.logs()
+            )
+        },
+        || {
+            assert!(playing, "the first publisher never reached the player");
+            assert_eq!(
+                field(&first_summary, "server_code"),
+                902,
+                "the first session was not closed: {first_summary}"
+            );
+            assert_eq!(
+                field(&second_summary, "server_code"),
+                -1,
+                "{second_summary}"
+            );
+            assert!(
+                after_takeover > 10 + 25,
+                "the player did not keep playing after the takeover ({after_takeover} frames)"
+            );
+        },
+    );
+}

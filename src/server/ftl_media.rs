@@ -128,8 +128,8 @@ impl MediaLink {
             audio_frames = stats.audio_frames,
             datagrams = counters.datagrams,
             bytes = counters.bytes,
-            recv_calls = counters.recv_calls,
-            datagrams_per_recv = per_call,
+            recv_submissions = counters.recv_calls,
+            datagrams_per_submission = per_call,
             foreign = counters.foreign,
             dropped = counters.rejected + counters.foreign,
             malformed = stats.malformed,
@@ -181,6 +181,10 @@ impl MediaLink {
                 drop(received);
                 self.handle_datagram(from, datagram).await;
             }
+        }
+        if !self.stopped.get() {
+            // The media socket failed under a live session: end the session as a whole.
+            runtime::shutdown(self.control.guard.stream());
         }
         self.stop();
     }
