@@ -5,7 +5,7 @@
 //! password=foobar
 //! ```
 //!
-//! Parsed like Python's `configparser` reads it, for this one use: lines are trimmed (so CRLF,
+//! Modelled on Python's `configparser` defaults, simplified for this one use: lines are trimmed (so CRLF,
 //! indentation and a UTF-8 BOM are fine); blank lines and lines starting with `;` or `#` are
 //! comments; `key=value` or `key: value` split at the first delimiter, keys compared
 //! case-insensitively, no inline comments (`password=a;b` is the password `a;b`). The password is
