@@ -152,12 +152,20 @@ impl Connection {
                 Err(e) => return End::Io(e),
             }
             self.guard.note_read(Instant::now());
-            if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
-                return End::Protocol(e.to_string());
-            }
-            if let Some(end) = self.handle_events() {
-                self.flush().await;
-                return end;
+            // The session stops consuming input while a publish or play request awaits our
+            // decision; we decide at once, so feed it again until it has taken what it can.
+            loop {
+                let before = input.len();
+                if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
+                    return End::Protocol(e.to_string());
+                }
+                if let Some(end) = self.handle_events() {
+                    self.flush().await;
+                    return end;
+                }
+                if input.is_empty() || input.len() == before {
+                    break;
+                }
             }
             self.flush().await;
         }
