@@ -263,7 +263,13 @@ impl Connection {
         let chunk_size = cfg.rtmp.chunk_size as usize;
         match Publisher::start(&self.core.hub, &full, chunk_size, Instant::now()) {
             Ok(publisher) => {
-                info!(peer = %self.peer, stream = %shown, took_over = publisher.took_over(), "publish started");
+                info!(
+                    peer = %self.peer,
+                    worker = self.core.index,
+                    stream = %shown,
+                    took_over = publisher.took_over(),
+                    "publish started"
+                );
                 self.session.borrow_mut().accept_publish(stream_id);
                 self.role = Role::Publishing { publisher, shown };
                 None
@@ -299,7 +305,7 @@ impl Connection {
             return Some(End::Refused("play not allowed"));
         }
         self.session.borrow_mut().accept_play(stream_id);
-        info!(peer = %self.peer, stream = %shown, "play started");
+        info!(peer = %self.peer, worker = self.core.index, stream = %shown, "play started");
         let control = Rc::new(PlayControl {
             session: self.session.clone(),
             stream_id,
