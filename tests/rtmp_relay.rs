@@ -13,7 +13,7 @@ use common::framemd5::{self, FrameMd5};
 use common::media;
 use common::process::wait_until;
 use common::server::Server;
-use common::{rtmp_raw, tools, unique_key, with_context};
+use common::{rtmp_raw, tools, unique_key};
 
 #[test]
 fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
@@ -26,16 +26,7 @@ fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
     player.finish(Duration::from_secs(25));
     server.assert_alive();
     // 5 s of output at 25 fps is 125 packets; 100 leaves room for the player's probe.
-    with_context(
-        || {
-            format!(
-                "server stderr:\n{}\nplayer stderr:\n{}",
-                server.stderr(),
-                player.stderr()
-            )
-        },
-        || media::assert_faithful_relay(Fixture::H264Aac, &player.out, 100, "ffmpeg 5.1 player"),
-    );
+    player.assert_faithful(&server, Fixture::H264Aac, 100, "ffmpeg 5.1 player");
 }
 
 #[test]
@@ -121,22 +112,6 @@ fn players_accepted_on_both_workers_all_receive_media() {
     }
     server.assert_alive();
     for (i, player) in players.iter().enumerate() {
-        with_context(
-            || {
-                format!(
-                    "server stderr:\n{}\nplayer stderr:\n{}",
-                    server.stderr(),
-                    player.stderr()
-                )
-            },
-            || {
-                media::assert_faithful_relay(
-                    Fixture::H264Aac,
-                    &player.out,
-                    50,
-                    &format!("player {i} of 6"),
-                )
-            },
-        );
+        player.assert_faithful(&server, Fixture::H264Aac, 50, &format!("player {i} of 6"));
     }
 }
