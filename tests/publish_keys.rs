@@ -3,6 +3,8 @@
 //! the right key gets `NetStream.Publish.Start`, an unlisted app is refused under
 //! `default_policy = "deny"`, and no key ever appears in the server's log (it shows `ab****`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
