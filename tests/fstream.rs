@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::fixtures::Fixture;
-use common::process::{ChildGuard, wait_until};
+use common::process::{ChildGuard, run_with_timeout, wait_until};
 use common::rtmp_raw::assert_closed_by_server;
 use common::server::Server;
 use common::{media, tools, unique_key, with_context};
@@ -464,8 +464,28 @@ fn bad_handshakes_are_refused_while_a_healthy_broadcast_flows() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     ));
 
+    // RTMP has no place for a channel password: a protected channel is not playable over RTMP.
+    let mut rtmp_player = Command::new(tools::ffmpeg());
+    rtmp_player
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "15000000",
+            "-i",
+        ])
+        .arg(server.url("fstream", "fier/healthy"))
+        .args(["-t", "1", "-f", "null", "-"]);
+    let played = run_with_timeout("rtmp-player", &mut rtmp_player, Duration::from_secs(30));
+    assert!(
+        !played.status.success(),
+        "an RTMP player got a password-protected fstream channel"
+    );
+
     let log = server.stderr();
     for needle in [
+        "this fstream channel has a password",
         "fstream handshake refused",
         "authentication failed",
         "wrong channel password",
