@@ -23,6 +23,11 @@ const BROADCAST_FIER: &str = "broadcast,user=fier,user-password=123";
 /// A server whose users directory holds `fier.ini` (password 123), the reference layout, with
 /// short timeouts so the bad-input cases resolve quickly.
 fn start_server() -> (Server, tempfile::TempDir) {
+    start_server_with("")
+}
+
+/// [`start_server`] with `extra` appended to the `[fanout]` section.
+fn start_server_with(extra_fanout: &str) -> (Server, tempfile::TempDir) {
     let users = tempfile::tempdir().unwrap();
     std::fs::create_dir(users.path().join("users")).unwrap();
     std::fs::write(
@@ -31,7 +36,7 @@ fn start_server() -> (Server, tempfile::TempDir) {
     )
     .unwrap();
     let config = format!(
-        "[fstream]\nusers_dir = {:?}\nhandshake_timeout_ms = 2000\nbroadcaster_idle_timeout_ms = 2000\n\n[fanout]\npublisher_grace_ms = 500\n",
+        "[fstream]\nusers_dir = {:?}\nhandshake_timeout_ms = 2000\nbroadcaster_idle_timeout_ms = 2000\n\n[fanout]\npublisher_grace_ms = 500\n{extra_fanout}\n",
         users.path().join("users").display().to_string()
     );
     (Server::start_with(1, Some(&config)), users)
@@ -502,6 +507,115 @@ fn bad_handshakes_are_refused_while_a_healthy_broadcast_flows() {
             > before + 10_000),
         "healthy watcher stalled at {before} bytes; server:\n{}",
         server.stderr()
+    );
+    server.assert_alive();
+}
+
+/// Connects and sends the handshake for `payload`.
+fn connect(server: &Server, payload: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.fstream_addr()).unwrap();
+    stream.write_all(&frame(payload.as_bytes())).unwrap();
+    stream
+}
+
+/// Reads until the server closes, with a generous deadline.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Waits until the server log shows `count` broadcasts started.
+fn wait_for_broadcasts(server: &Server, count: usize) {
+    assert!(
+        wait_for_log(server, "fstream broadcast started", count),
+        "broadcasts did not start; server:\n{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn one_user_broadcasts_several_channels_at_once() {
+    let (mut server, _users) = start_server();
+    let mut watch_one = connect(&server, "watch,user=fier,channel=one");
+    let mut watch_two = connect(&server, "watch,user=fier,channel=two");
+    assert!(wait_for_log(
+        &server,
+        "waiting for the channel's broadcaster",
+        2
+    ));
+    let one = seeded_bytes(256 << 10, 1);
+    let two = seeded_bytes(256 << 10, 2);
+    let mut bcast_one = connect(&server, &format!("{BROADCAST_FIER},channel=one"));
+    let mut bcast_two = connect(&server, &format!("{BROADCAST_FIER},channel=two"));
+    bcast_one.write_all(&one).unwrap();
+    bcast_two.write_all(&two).unwrap();
+    wait_for_broadcasts(&server, 2);
+    drop(bcast_one);
+    drop(bcast_two);
+    with_context(
+        || server.stderr(),
+        || {
+            assert!(read_to_close(&mut watch_one) == one, "channel one differs");
+            assert!(read_to_close(&mut watch_two) == two, "channel two differs");
+        },
+    );
+    server.assert_alive();
+}
+
+#[test]
+fn with_takeover_a_second_broadcaster_replaces_the_first() {
+    let (mut server, _users) = start_server_with("takeover = true");
+    let payload = format!("{BROADCAST_FIER},channel=handover");
+    let mut watcher = connect(&server, "watch,user=fier,channel=handover");
+    assert!(wait_for_log(
+        &server,
+        "waiting for the channel's broadcaster",
+        1
+    ));
+    let mut first = connect(&server, &payload);
+    first.write_all(b"first broadcaster ").unwrap();
+    wait_for_broadcasts(&server, 1);
+    let mut second = connect(&server, &payload);
+    second.write_all(b"second broadcaster").unwrap();
+    wait_for_broadcasts(&server, 2);
+    // The first is told to go at its next write.
+    let _ = first.write_all(b"ignored");
+    with_context(
+        || server.stderr(),
+        || {
+            assert_closed_by_server(&mut first, Duration::from_secs(20), "replaced broadcaster");
+            drop(second);
+            let got = read_to_close(&mut watcher);
+            assert_eq!(got, b"first broadcaster second broadcaster");
+        },
+    );
+    server.assert_alive();
+}
+
+#[test]
+fn the_client_fails_when_its_broadcast_is_refused() {
+    let (mut server, _users) = start_server();
+    let dir = server.scratch();
+    let input = dir.join("data.bin");
+    std::fs::write(&input, seeded_bytes(8 << 20, 3)).unwrap();
+    let mut client = ChildGuard::spawn_with(
+        "refused",
+        &mut ringcast_fstream(&server, "broadcast,user=fier,user-password=wrong,channel=x"),
+        Stdio::from(std::fs::File::open(&input).unwrap()),
+        Stdio::null(),
+        dir.join("refused.stderr"),
+    );
+    let status = client.wait_timeout(Duration::from_secs(30));
+    let status = status.expect("the refused client did not exit");
+    assert!(!status.success(), "client exited 0 after being refused");
+    assert!(
+        client.stderr().contains("closed the connection"),
+        "{}",
+        client.stderr()
     );
     server.assert_alive();
 }

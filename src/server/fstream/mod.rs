@@ -241,3 +241,65 @@ fn shown_name(request: &Request) -> String {
         Target::Channel { .. } => request.stream_name(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config(users_dir: &std::path::Path) -> Config {
+        let text = format!(
+            "[fstream]\nusers_dir = {:?}\n\n[[fstream.users]]\nname = \"listed\"\npassword = \"from-config\"\n",
+            users_dir.display().to_string()
+        );
+        Config::from_toml_str(&text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn users_come_from_the_config_then_the_users_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fier.ini"), "[DEFAULT]\npassword=123\n").unwrap();
+        std::fs::write(dir.path().join("broken.ini"), "password=123\n").unwrap();
+        let config = config(dir.path());
+        let cfg = &config.fstream;
+        let pw = |p: &str| Some(Secret::new(p));
+        assert_eq!(authenticate(cfg, "fier", pw("123").as_ref()), Ok(()));
+        assert_eq!(
+            authenticate(cfg, "fier", pw("1234").as_ref()),
+            Err(AuthError::WrongPassword)
+        );
+        assert_eq!(
+            authenticate(cfg, "fier", None),
+            Err(AuthError::MissingPassword)
+        );
+        assert_eq!(
+            authenticate(cfg, "listed", pw("from-config").as_ref()),
+            Ok(())
+        );
+        assert_eq!(
+            authenticate(cfg, "nobody", pw("123").as_ref()),
+            Err(AuthError::UnknownUser)
+        );
+        assert_eq!(
+            authenticate(cfg, "broken", pw("123").as_ref()),
+            Err(AuthError::BadUserFile)
+        );
+    }
+
+    #[test]
+    fn a_finished_broadcast_does_not_remove_its_successors_channel() {
+        let channels = Channels::default();
+        let info = |generation| ChannelInfo {
+            generation,
+            password: None,
+            format: Format::Opaque,
+        };
+        channels.set("fstream/a/b", info(1));
+        channels.set("fstream/a/b", info(2));
+        channels.remove("fstream/a/b", 1);
+        assert_eq!(channels.get("fstream/a/b").map(|i| i.generation), Some(2));
+        channels.remove("fstream/a/b", 2);
+        assert!(channels.get("fstream/a/b").is_none());
+    }
+}
