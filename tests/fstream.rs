@@ -619,3 +619,40 @@ fn the_client_fails_when_its_broadcast_is_refused() {
     );
     server.assert_alive();
 }
+
+#[test]
+fn a_watcher_that_stops_reading_is_dropped_and_the_others_get_every_byte() {
+    let (mut server, _users) =
+        start_server_with("max_gop_bytes = 4194304\nslow_watcher_disconnect_ms = 2000");
+    let data = seeded_bytes(32 << 20, 4);
+    let mut fast = connect(&server, "watch,user=fier,channel=pressure");
+    let _stuck = connect(&server, "watch,user=fier,channel=pressure");
+    assert!(wait_for_log(
+        &server,
+        "waiting for the channel's broadcaster",
+        2
+    ));
+    let reader = std::thread::spawn(move || read_to_close(&mut fast));
+    let mut broadcaster = connect(&server, &format!("{BROADCAST_FIER},channel=pressure"));
+    // Paced at ~6 MB/s: far more than the stuck watcher's socket buffers hold, gentle on CPU.
+    for piece in data.chunks(64 << 10) {
+        broadcaster.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(broadcaster);
+    let got = reader.join().unwrap();
+    with_context(
+        || server.stderr(),
+        || {
+            assert_eq!(got.len(), data.len(), "fast watcher: byte count");
+            assert!(got == data, "fast watcher: bytes differ");
+            let log = server.stderr();
+            assert!(
+                log.lines().any(|l| l.contains("fstream watch ended")
+                    && (l.contains("too slow") || l.contains("slow watcher"))),
+                "the stuck watcher was not dropped"
+            );
+        },
+    );
+    server.assert_alive();
+}
