@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -98,7 +99,7 @@ pub async fn run(mut conn: Conn, request: Request) {
             Ok(())
         }
         Target::Channel { .. } => {
-            await_channel(&core.fstream, &name, &request, &mut watcher, &control).await
+            await_channel(&core.fstream, peer, &name, &request, &mut watcher, &control).await
         }
     };
     match started {
@@ -135,6 +136,7 @@ enum Refusal {
 /// the broadcast's format needs.
 async fn await_channel(
     channels: &Channels,
+    peer: SocketAddr,
     name: &str,
     request: &Request,
     watcher: &mut Watcher,
@@ -149,7 +151,7 @@ async fn await_channel(
             break info;
         }
         if !waiting_logged {
-            info!(stream = %name, "fstream watcher waiting for the channel's broadcaster");
+            info!(%peer, stream = %name, "fstream watcher waiting for the channel's broadcaster");
             waiting_logged = true;
         }
         poll_fn(|cx| {
@@ -180,6 +182,6 @@ async fn await_channel(
         }
         Format::AnnexB | Format::Opaque => watcher.set_egress(Egress::Raw),
     }
-    info!(stream = %name, format = %info.format, "fstream watch started");
+    info!(%peer, stream = %name, format = %info.format, "fstream watch started");
     Ok(())
 }
