@@ -21,6 +21,12 @@ use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
 use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
 
+/// True for the names fstream broadcasts use, `fstream/<user>/<channel>`. Checked on the full
+/// name: ffmpeg sends `rtmp://host/fstream/fier/chan` as app `fstream/fier`, name `chan`.
+fn is_fstream_channel(full: &str) -> bool {
+    full.split('/').next() == Some("fstream")
+}
+
 /// Bytes read from the socket per read.
 const READ_SIZE: usize = 64 * 1024;
 
@@ -248,6 +254,16 @@ impl Connection {
             );
             return Some(End::Refused("publish on a busy connection"));
         }
+        if is_fstream_channel(&full) {
+            // fstream channels are claimed by authenticated fstream broadcasters only.
+            warn!(peer = %self.peer, stream = %shown, "publish refused: the fstream app is reserved for fstream broadcasts");
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "the fstream app is reserved for fstream broadcasts",
+            );
+            return Some(End::Refused("publish into the fstream app"));
+        }
         if !cfg
             .rtmp
             .publish_allowed(app, name.split('?').next().unwrap_or(name))
@@ -304,6 +320,15 @@ impl Connection {
             );
             return Some(End::Refused("play not allowed"));
         }
+        if is_fstream_channel(&full)
+            && let Some(reason) = self.fstream_play_refusal(&full)
+        {
+            warn!(peer = %self.peer, stream = %shown, reason, "play refused");
+            self.session
+                .borrow_mut()
+                .reject_play(stream_id, "NetStream.Play.Failed", reason);
+            return Some(End::Refused("fstream channel not playable over RTMP"));
+        }
         self.session.borrow_mut().accept_play(stream_id);
         info!(peer = %self.peer, worker = self.core.index, stream = %shown, "play started");
         let control = Rc::new(PlayControl {
@@ -339,6 +364,17 @@ impl Connection {
         .detach();
         self.role = Role::Playing { control };
         None
+    }
+
+    /// RTMP has no place for an fstream channel password, so RTMP players may play only a live
+    /// fstream channel whose broadcaster set none. A channel that is not live is refused rather
+    /// than waited for: its password is unknown until its broadcaster arrives.
+    fn fstream_play_refusal(&self, full: &str) -> Option<&'static str> {
+        match self.core.fstream.get(full) {
+            Some(info) if info.password.is_none() => None,
+            Some(_) => Some("this fstream channel has a password: watch it over fstream"),
+            None => Some("no such fstream channel is live"),
+        }
     }
 
     fn stop_publishing(&mut self) {
