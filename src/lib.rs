@@ -4,9 +4,11 @@
 //! - [`proto`], [`media`] and [`fanout`] are sans-IO: no sockets, no runtime, no clock reads.
 //!   They are driven by bytes and timestamps passed in, so they are fuzzable and testable in memory.
 //! - [`server`] is the only code that touches sockets and the io_uring runtime.
+//! - [`client`] holds the blocking command-line clients (`ringcast fstream`).
 //! - [`config`] is the typed TOML configuration with its embedded defaults.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod fanout;
 pub mod media;

@@ -12,9 +12,13 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn main() {
     let cli = Cli::parse();
     if let Some(Command::Fstream { addr, payload }) = &cli.command {
-        let _ = (addr, payload);
-        eprintln!("ringcast: the fstream client is not available in this build yet");
-        std::process::exit(2);
+        match ringcast::client::fstream::run(addr, payload) {
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("ringcast fstream: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     let config = match cli.load_config() {
         Ok(config) => config,

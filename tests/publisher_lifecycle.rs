@@ -14,7 +14,7 @@ use common::media;
 use common::process::wait_until;
 use common::rtmp_raw::RawRtmp;
 use common::server::Server;
-use common::{tools, unique_key, with_context};
+use common::{tools, unique_key};
 
 #[test]
 fn publisher_replaced_within_grace_window_keeps_player_receiving() {
@@ -85,21 +85,10 @@ fn second_publisher_on_live_key_is_refused_with_bad_name() {
     let mut player = media::play_to_flv(&tools::ffmpeg(), &url, Some(2.0), &dir, "play");
     player.finish(Duration::from_secs(20));
     server.assert_alive();
-    with_context(
-        || {
-            format!(
-                "server stderr:\n{}\nplayer stderr:\n{}",
-                server.stderr(),
-                player.stderr()
-            )
-        },
-        || {
-            media::assert_faithful_relay(
-                Fixture::H264Aac,
-                &player.out,
-                25,
-                "player of the first publisher",
-            )
-        },
+    player.assert_faithful(
+        &server,
+        Fixture::H264Aac,
+        25,
+        "player of the first publisher",
     );
 }

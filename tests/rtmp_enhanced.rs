@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fixtures::Fixture;
 use common::media;
 use common::server::Server;
-use common::{tools, unique_key, with_context};
+use common::{tools, unique_key};
 
 fn relay_enhanced(fixture: Fixture) {
     let mut server = Server::start();
@@ -21,23 +21,7 @@ fn relay_enhanced(fixture: Fixture) {
     let mut player = media::play_to_flv(&tools::ffmpeg_modern(), &url, Some(5.0), &dir, "play");
     player.finish(Duration::from_secs(25));
     server.assert_alive();
-    with_context(
-        || {
-            format!(
-                "server stderr:\n{}\nplayer stderr:\n{}",
-                server.stderr(),
-                player.stderr()
-            )
-        },
-        || {
-            media::assert_faithful_relay(
-                fixture,
-                &player.out,
-                100,
-                &format!("{fixture:?} over E-RTMP"),
-            )
-        },
-    );
+    player.assert_faithful(&server, fixture, 100, &format!("{fixture:?} over E-RTMP"));
 }
 
 #[test]

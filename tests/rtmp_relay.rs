@@ -13,7 +13,7 @@ use common::framemd5::{self, FrameMd5};
 use common::media;
 use common::process::wait_until;
 use common::server::Server;
-use common::{tools, unique_key, with_context};
+use common::{rtmp_raw, tools, unique_key};
 
 #[test]
 fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
@@ -26,16 +26,7 @@ fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
     player.finish(Duration::from_secs(25));
     server.assert_alive();
     // 5 s of output at 25 fps is 125 packets; 100 leaves room for the player's probe.
-    with_context(
-        || {
-            format!(
-                "server stderr:\n{}\nplayer stderr:\n{}",
-                server.stderr(),
-                player.stderr()
-            )
-        },
-        || media::assert_faithful_relay(Fixture::H264Aac, &player.out, 100, "ffmpeg 5.1 player"),
-    );
+    player.assert_faithful(&server, Fixture::H264Aac, 100, "ffmpeg 5.1 player");
 }
 
 #[test]
@@ -82,13 +73,36 @@ fn player_joining_mid_gop_starts_from_cached_keyframe_without_waiting() {
 }
 
 #[test]
-fn two_workers_serve_media_to_every_one_of_six_players() {
+fn players_accepted_on_both_workers_all_receive_media() {
     let mut server = Server::start_with(2, None);
     let dir = server.scratch();
     let url = server.url("live", &unique_key("workers"));
     let _publisher = media::publish(Fixture::H264Aac, &url, true, &dir, "pub");
     std::thread::sleep(Duration::from_millis(1500));
-    // Six separate connections: SO_REUSEPORT spreads them over both workers' listeners.
+    // Ten raw players plus six ffmpeg players: SO_REUSEPORT hashes each connection to one of
+    // the two workers' listeners, so all sixteen land on one worker with probability 2^-15.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let raw_players: Vec<_> = (0..10)
+        .map(|_| {
+            let mut raw = rtmp_raw::RawRtmp::connected(server.port, "live");
+            let msid = raw.create_stream();
+            raw.play(msid, url.rsplit('/').next().unwrap_or_default());
+            raw
+        })
+        .collect();
+    for (i, mut raw) in raw_players.into_iter().enumerate() {
+        let video = std::iter::from_fn(|| raw.read_message(deadline).ok())
+            .find(|m| m.type_id == 9 && m.payload.len() > 5);
+        assert!(video.is_some(), "raw player {i} received no video");
+    }
+    let log = server.stderr();
+    for worker in ["worker=0", "worker=1"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("play started") && l.contains(worker)),
+            "no player was accepted on {worker}:\n{log}"
+        );
+    }
     let players: Vec<_> = (0..6)
         .map(|i| media::play_to_flv(&tools::ffmpeg(), &url, Some(3.0), &dir, &format!("play{i}")))
         .collect();
@@ -98,22 +112,6 @@ fn two_workers_serve_media_to_every_one_of_six_players() {
     }
     server.assert_alive();
     for (i, player) in players.iter().enumerate() {
-        with_context(
-            || {
-                format!(
-                    "server stderr:\n{}\nplayer stderr:\n{}",
-                    server.stderr(),
-                    player.stderr()
-                )
-            },
-            || {
-                media::assert_faithful_relay(
-                    Fixture::H264Aac,
-                    &player.out,
-                    50,
-                    &format!("player {i} of 6"),
-                )
-            },
-        );
+        player.assert_faithful(&server, Fixture::H264Aac, 50, &format!("player {i} of 6"));
     }
 }

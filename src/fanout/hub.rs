@@ -237,6 +237,13 @@ impl Watcher {
         self.stream.state()
     }
 
+    /// Changes the serialised form this watcher writes. Used before its first write, when the
+    /// protocol learns what the stream carries only after subscribing (an fstream watcher that
+    /// joined before its broadcaster).
+    pub fn set_egress(&mut self, egress: Egress) {
+        self.egress = egress;
+    }
+
     pub fn stream_name(&self) -> &str {
         &self.stream.shared.name
     }

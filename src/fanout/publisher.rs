@@ -8,10 +8,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::encoded::EncodedFrame;
 use super::hub::{CoreHub, LocalStream};
 use super::registry::{PublishClaim, PublishError, StreamShared};
-use crate::media::Frame;
+use crate::media::{Frame, FrameRole};
 
 /// Gap inserted between the last timestamp of a departed publisher and the first of its
 /// successor, so decode timestamps stay strictly increasing.
@@ -88,30 +90,53 @@ impl Publisher {
 
     /// Serialises `frame` once and delivers it to every core.
     pub fn push(&mut self, mut frame: Frame) -> Result<(), Superseded> {
+        frame.timestamp = self.rebase(frame.timestamp)?;
+        let encoded = Arc::new(EncodedFrame::media(frame, self.chunk_size));
+        self.deliver(encoded);
+        Ok(())
+    }
+
+    /// Delivers opaque bytes (an fstream broadcast) to every core, shared like media frames.
+    /// `role` is [`FrameRole::Keyframe`] where a new watcher may start (an Annex-B SPS/IDR join
+    /// point); `timestamp` is the broadcast's clock in milliseconds, which drives the same lag
+    /// policy as media timestamps.
+    pub fn push_opaque(
+        &mut self,
+        bytes: Bytes,
+        role: FrameRole,
+        timestamp: u32,
+    ) -> Result<(), Superseded> {
+        let timestamp = self.rebase(timestamp)?;
+        self.deliver(Arc::new(EncodedFrame::opaque(bytes, role, timestamp)));
+        Ok(())
+    }
+
+    /// Checks the claim and moves `timestamp` onto the stream's timeline.
+    fn rebase(&mut self, timestamp: u32) -> Result<u32, Superseded> {
         if self.claim.stream.generation() != self.claim.generation {
             return Err(Superseded);
         }
         let offset = *self
             .offset
             .get_or_insert_with(|| match self.claim.resume_after {
-                Some(last) => last
-                    .wrapping_add(RESUME_GAP_MS)
-                    .wrapping_sub(frame.timestamp),
+                Some(last) => last.wrapping_add(RESUME_GAP_MS).wrapping_sub(timestamp),
                 None => 0,
             });
-        frame.timestamp = frame.timestamp.wrapping_add(offset);
+        let timestamp = timestamp.wrapping_add(offset);
         self.last_timestamp = Some(match self.last_timestamp {
             // Audio and video interleave slightly out of order: keep the newest (wrap-aware).
-            Some(last) if (frame.timestamp.wrapping_sub(last) as i32) < 0 => last,
-            _ => frame.timestamp,
+            Some(last) if (timestamp.wrapping_sub(last) as i32) < 0 => last,
+            _ => timestamp,
         });
-        let encoded = Arc::new(EncodedFrame::media(frame, self.chunk_size));
+        Ok(timestamp)
+    }
+
+    fn deliver(&mut self, encoded: Arc<EncodedFrame>) {
         self.hub
             .registry()
             .forward(&self.claim.stream, self.hub.core(), &encoded);
         self.local.push(encoded);
         self.frames += 1;
-        Ok(())
     }
 
     /// Ends this publisher. Returns the stream and generation to expire after the grace window,

@@ -72,6 +72,8 @@ pub struct Ring {
     last_keyframe: Option<u64>,
     /// Whether the stream has carried video: if so, watchers start on a keyframe.
     has_video: bool,
+    /// Whether the stream has carried opaque bytes (an fstream broadcast).
+    has_opaque: bool,
 }
 
 /// A watcher's position in a ring, with its drop counter and lag state.
@@ -128,6 +130,7 @@ impl Ring {
             headers: Headers::default(),
             last_keyframe: None,
             has_video: false,
+            has_opaque: false,
         }
     }
 
@@ -155,6 +158,7 @@ impl Ring {
         let seq = self.head_seq();
         let is_video = frame.content == Content::Media(MediaKind::Video);
         self.has_video |= is_video || frame.role == FrameRole::Keyframe;
+        self.has_opaque |= frame.content == Content::Opaque;
         match (frame.content, frame.role) {
             (Content::Media(MediaKind::Video), FrameRole::SequenceHeader) => {
                 self.headers.video = Some((seq, frame.clone()));
@@ -250,7 +254,14 @@ impl Ring {
         let lag = self.lag(cursor);
         let newer_keyframe = self.last_keyframe.is_some_and(|k| k > cursor.next_seq);
         // Overrun (the frames it needed are gone), or behind with a newer keyframe to jump to.
-        if cursor.next_seq < self.front_seq || (lag > self.limits.max_lag && newer_keyframe) {
+        let overrun = cursor.next_seq < self.front_seq;
+        if overrun && self.has_opaque && !self.has_video {
+            // Opaque bytes with no join point: skipping ahead would hand the watcher a byte
+            // stream with a hole in it. Dropping the watcher is the honest outcome.
+            cursor.dropped_frames += self.front_seq - cursor.next_seq;
+            return Fill::Disconnect;
+        }
+        if overrun || (lag > self.limits.max_lag && newer_keyframe) {
             self.resync(cursor, head);
         }
         if self.lag(cursor) <= self.limits.max_lag {

@@ -223,3 +223,61 @@ fn raw_egress_sees_only_opaque_bytes() {
     );
     assert_eq!(batch, vec![Bytes::from_static(b"hello")]);
 }
+
+fn opaque(ts: u32, role: crate::media::FrameRole) -> Arc<EncodedFrame> {
+    Arc::new(EncodedFrame::opaque(
+        Bytes::from_static(b"0123456789"),
+        role,
+        ts,
+    ))
+}
+
+#[test]
+fn overrun_opaque_watcher_without_join_points_is_disconnected_not_skipped() {
+    let mut small = limits();
+    small.max_frames = 16;
+    let mut ring = Ring::new(small);
+    let mut cursor = ring.join();
+    for ts in 0..40 {
+        ring.push(opaque(ts, crate::media::FrameRole::Other));
+    }
+    let mut batch = Vec::new();
+    let fill = ring.fill(
+        &mut cursor,
+        Egress::Raw,
+        Instant::now(),
+        &mut batch,
+        8,
+        usize::MAX,
+    );
+    assert_eq!(fill, Fill::Disconnect);
+    assert!(batch.is_empty(), "no bytes after a hole");
+}
+
+#[test]
+fn overrun_opaque_watcher_with_join_points_resumes_at_the_newest() {
+    let mut small = limits();
+    small.max_frames = 16;
+    let mut ring = Ring::new(small);
+    let mut cursor = ring.join();
+    for ts in 0..40 {
+        let role = if ts % 10 == 0 {
+            crate::media::FrameRole::Keyframe
+        } else {
+            crate::media::FrameRole::Other
+        };
+        ring.push(opaque(ts, role));
+    }
+    let mut batch = Vec::new();
+    let fill = ring.fill(
+        &mut cursor,
+        Egress::Raw,
+        Instant::now(),
+        &mut batch,
+        64,
+        usize::MAX,
+    );
+    assert_eq!(fill, Fill::Ready);
+    assert_eq!(batch.len(), 10, "from the join point at 30 to the head");
+    assert!(cursor.dropped_frames > 0);
+}

@@ -147,6 +147,12 @@ impl JoinPoint {
         self.candidate
     }
 
+    /// Where bytes should be held back from, because a join point may yet begin there: the open
+    /// candidate, or else an AUD that was the last NAL seen (an SPS may follow it).
+    pub fn hold_from(&self) -> Option<u64> {
+        self.candidate.or(self.aud_just_before)
+    }
+
     /// Scans `chunk` and calls `on_join` with the absolute offset of every join point confirmed
     /// in it (the offset may lie in an earlier chunk, see the type doc).
     pub fn push(&mut self, chunk: &[u8], mut on_join: impl FnMut(u64)) {

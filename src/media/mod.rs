@@ -10,6 +10,7 @@
 //! payload, for legacy FLV codecs and for Enhanced RTMP (E-RTMP v2) alike. Nothing here does IO.
 
 pub mod annexb;
+pub mod annexb_chunker;
 pub mod avc;
 
 use bytes::Bytes;

@@ -6,6 +6,7 @@
 //! other cores send it. Connections never migrate: a session lives and dies on the core that
 //! accepted it. The main thread waits for SIGINT/SIGTERM.
 
+pub mod fstream;
 pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
@@ -36,6 +37,8 @@ pub struct Core {
     pub config: Arc<Config>,
     pub hub: Rc<CoreHub>,
     pub sweeper: Rc<Sweeper>,
+    /// Live fstream channels (passwords and formats), shared by every core.
+    pub fstream: Arc<fstream::Channels>,
 }
 
 /// Why the server could not start.
@@ -82,15 +85,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Vec::new()
     };
 
+    let channels = Arc::new(fstream::Channels::default());
     let (ready_tx, ready_rx) = mpsc::channel();
     for index in 0..workers {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let config = config.clone();
         let registry = registry.clone();
+        let channels = channels.clone();
         let ready = ready_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("ringcast-w{index}"))
-            .spawn(move || worker(index, cpu, config, registry, ready));
+            .spawn(move || worker(index, cpu, config, registry, channels, ready));
         if let Err(source) = spawned {
             return Err(StartError::Worker {
                 core: index,
@@ -132,6 +137,7 @@ fn worker(
     cpu: Option<usize>,
     config: Arc<Config>,
     registry: Arc<Registry>,
+    channels: Arc<fstream::Channels>,
     ready: mpsc::Sender<Result<(), StartError>>,
 ) {
     let fail = |what: &str, source| StartError::Worker {
@@ -161,6 +167,7 @@ fn worker(
             config: config.clone(),
             hub: hub.clone(),
             sweeper: sweeper.clone(),
+            fstream: channels,
         });
 
         let mut listeners = Vec::new();
@@ -174,14 +181,32 @@ fn worker(
             }
         }
         let mut ftl_listeners = Vec::new();
-        if config.ftl.is_active() {
-            for addr in &config.ftl.listen.0 {
-                match runtime::bind_tcp(*addr, BACKLOG) {
-                    Ok(l) => ftl_listeners.push((*addr, l)),
-                    Err(e) => {
-                        let _ = ready.send(Err(fail(&format!("binding FTL on {addr}"), e)));
-                        return;
-                    }
+        let ftl_addrs = if config.ftl.is_active() {
+            &config.ftl.listen.0[..]
+        } else {
+            &[]
+        };
+        for addr in ftl_addrs {
+            match runtime::bind_tcp(*addr, BACKLOG) {
+                Ok(l) => ftl_listeners.push((*addr, l)),
+                Err(e) => {
+                    let _ = ready.send(Err(fail(&format!("binding FTL on {addr}"), e)));
+                    return;
+                }
+            }
+        }
+        let mut fstream_listeners = Vec::new();
+        let fstream_addrs = if config.fstream.enabled {
+            &config.fstream.listen.0[..]
+        } else {
+            &[]
+        };
+        for addr in fstream_addrs {
+            match runtime::bind_tcp(*addr, BACKLOG) {
+                Ok(l) => fstream_listeners.push((*addr, l)),
+                Err(e) => {
+                    let _ = ready.send(Err(fail(&format!("binding fstream on {addr}"), e)));
+                    return;
                 }
             }
         }
@@ -191,14 +216,22 @@ fn worker(
             if index == 0 {
                 info!(%addr, udp_ports = %config.ftl.udp_port_range, "FTL listening");
             }
-            runtime::spawn(accept_ftl(core.clone(), ftl_core.clone(), addr, listener)).detach();
+            let ftl_core = ftl_core.clone();
+            let serve = move |core, stream, peer| ftl::serve(core, ftl_core.clone(), stream, peer);
+            runtime::spawn(accept(core.clone(), addr, listener, serve)).detach();
         }
         runtime::spawn(drain_inbox(hub)).detach();
         for (addr, listener) in listeners {
             if index == 0 {
                 info!(%addr, "RTMP listening");
             }
-            runtime::spawn(accept_rtmp(core.clone(), addr, listener)).detach();
+            runtime::spawn(accept(core.clone(), addr, listener, rtmp::serve)).detach();
+        }
+        for (addr, listener) in fstream_listeners {
+            if index == 0 {
+                info!(%addr, "fstream listening");
+            }
+            runtime::spawn(accept(core.clone(), addr, listener, fstream::serve)).detach();
         }
         let _ = ready.send(Ok(()));
         // Park this task forever; the spawned ones do the work.
@@ -217,36 +250,21 @@ async fn drain_inbox(hub: Rc<CoreHub>) {
     }
 }
 
-async fn accept_rtmp(core: Rc<Core>, addr: SocketAddr, listener: runtime::TcpListener) {
+/// Accepts connections on `listener` forever, one `serve` task each.
+async fn accept<F, Fut>(core: Rc<Core>, addr: SocketAddr, listener: runtime::TcpListener, serve: F)
+where
+    F: Fn(Rc<Core>, runtime::TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 runtime::tune_accepted(&stream);
-                runtime::spawn(rtmp::serve(core.clone(), stream, peer)).detach();
+                runtime::spawn(serve(core.clone(), stream, peer)).detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 error!(%addr, error = %e, "accept failed");
-                runtime::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn accept_ftl(
-    core: Rc<Core>,
-    ftl_core: Rc<ftl::FtlCore>,
-    addr: SocketAddr,
-    listener: runtime::TcpListener,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                runtime::tune_accepted(&stream);
-                runtime::spawn(ftl::serve(core.clone(), ftl_core.clone(), stream, peer)).detach();
-            }
-            Err(e) => {
-                error!(%addr, error = %e, "FTL accept failed");
                 runtime::sleep(Duration::from_millis(100)).await;
             }
         }

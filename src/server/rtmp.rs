@@ -21,6 +21,12 @@ use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
 use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
 
+/// True for the names fstream broadcasts use, `fstream/<user>/<channel>`. Checked on the full
+/// name: ffmpeg sends `rtmp://host/fstream/fier/chan` as app `fstream/fier`, name `chan`.
+fn is_fstream_channel(full: &str) -> bool {
+    full.split('/').next() == Some("fstream")
+}
+
 /// Bytes read from the socket per read.
 const READ_SIZE: usize = 64 * 1024;
 
@@ -152,12 +158,20 @@ impl Connection {
                 Err(e) => return End::Io(e),
             }
             self.guard.note_read(Instant::now());
-            if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
-                return End::Protocol(e.to_string());
-            }
-            if let Some(end) = self.handle_events() {
-                self.flush().await;
-                return end;
+            // The session stops consuming input while a publish or play request awaits our
+            // decision; we decide at once, so feed it again until it has taken what it can.
+            loop {
+                let before = input.len();
+                if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
+                    return End::Protocol(e.to_string());
+                }
+                if let Some(end) = self.handle_events() {
+                    self.flush().await;
+                    return end;
+                }
+                if input.is_empty() || input.len() == before {
+                    break;
+                }
             }
             self.flush().await;
         }
@@ -240,6 +254,16 @@ impl Connection {
             );
             return Some(End::Refused("publish on a busy connection"));
         }
+        if is_fstream_channel(&full) {
+            // fstream channels are claimed by authenticated fstream broadcasters only.
+            warn!(peer = %self.peer, stream = %shown, "publish refused: the fstream app is reserved for fstream broadcasts");
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "the fstream app is reserved for fstream broadcasts",
+            );
+            return Some(End::Refused("publish into the fstream app"));
+        }
         if !cfg
             .rtmp
             .publish_allowed(app, name.split('?').next().unwrap_or(name))
@@ -255,7 +279,13 @@ impl Connection {
         let chunk_size = cfg.rtmp.chunk_size as usize;
         match Publisher::start(&self.core.hub, &full, chunk_size, Instant::now()) {
             Ok(publisher) => {
-                info!(peer = %self.peer, stream = %shown, took_over = publisher.took_over(), "publish started");
+                info!(
+                    peer = %self.peer,
+                    worker = self.core.index,
+                    stream = %shown,
+                    took_over = publisher.took_over(),
+                    "publish started"
+                );
                 self.session.borrow_mut().accept_publish(stream_id);
                 self.role = Role::Publishing { publisher, shown };
                 None
@@ -290,8 +320,17 @@ impl Connection {
             );
             return Some(End::Refused("play not allowed"));
         }
+        if is_fstream_channel(&full)
+            && let Some(reason) = self.fstream_play_refusal(&full)
+        {
+            warn!(peer = %self.peer, stream = %shown, reason, "play refused");
+            self.session
+                .borrow_mut()
+                .reject_play(stream_id, "NetStream.Play.Failed", reason);
+            return Some(End::Refused("fstream channel not playable over RTMP"));
+        }
         self.session.borrow_mut().accept_play(stream_id);
-        info!(peer = %self.peer, stream = %shown, "play started");
+        info!(peer = %self.peer, worker = self.core.index, stream = %shown, "play started");
         let control = Rc::new(PlayControl {
             session: self.session.clone(),
             stream_id,
@@ -325,6 +364,17 @@ impl Connection {
         .detach();
         self.role = Role::Playing { control };
         None
+    }
+
+    /// RTMP has no place for an fstream channel password, so RTMP players may play only a live
+    /// fstream channel whose broadcaster set none. A channel that is not live is refused rather
+    /// than waited for: its password is unknown until its broadcaster arrives.
+    fn fstream_play_refusal(&self, full: &str) -> Option<&'static str> {
+        match self.core.fstream.get(full) {
+            Some(info) if info.password.is_none() => None,
+            Some(_) => Some("this fstream channel has a password: watch it over fstream"),
+            None => Some("no such fstream channel is live"),
+        }
     }
 
     fn stop_publishing(&mut self) {

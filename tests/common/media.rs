@@ -10,7 +10,9 @@ use super::fixtures::Fixture;
 use super::flv;
 use super::framemd5::{self, FrameMd5};
 use super::process::ChildGuard;
+use super::server::Server;
 use super::tools;
+use super::with_context;
 
 /// `ffmpeg -re [-stream_loop -1] -i FILE -c copy -f flv URL`, the way OBS-like publishers push.
 pub fn publish(fixture: Fixture, url: &str, looped: bool, dir: &Path, name: &str) -> ChildGuard {
@@ -95,6 +97,27 @@ impl FlvPlayer {
 
     pub fn stderr(&self) -> String {
         self.child.stderr()
+    }
+
+    /// [`assert_faithful_relay`] on this player's capture; on failure the panic carries the
+    /// server's and the player's stderr.
+    pub fn assert_faithful(
+        &self,
+        server: &Server,
+        fixture: Fixture,
+        min_packets: usize,
+        what: &str,
+    ) -> RelayCheck {
+        with_context(
+            || {
+                format!(
+                    "server stderr:\n{}\nplayer stderr:\n{}",
+                    server.stderr(),
+                    self.stderr()
+                )
+            },
+            || assert_faithful_relay(fixture, &self.out, min_packets, what),
+        )
     }
 }
 

@@ -18,10 +18,22 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` with stdin closed, stdout discarded and stderr captured to `stderr_path`.
     pub fn spawn(name: &str, cmd: &mut Command, stderr_path: PathBuf) -> ChildGuard {
+        ChildGuard::spawn_with(name, cmd, Stdio::null(), Stdio::null(), stderr_path)
+    }
+
+    /// Like [`ChildGuard::spawn`] with the given stdin and stdout (pipelines: pass
+    /// `Stdio::piped()` and hand [`ChildGuard::take_stdout`] to the next process).
+    pub fn spawn_with(
+        name: &str,
+        cmd: &mut Command,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr_path: PathBuf,
+    ) -> ChildGuard {
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr capture file");
         let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {name} ({cmd:?}): {e}"));
@@ -30,6 +42,14 @@ impl ChildGuard {
             name: name.to_owned(),
             stderr_path: Some(stderr_path),
         }
+    }
+
+    /// The child's piped stdout, to feed the next process of a pipeline.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("child spawned with Stdio::piped() stdout")
     }
 
     pub fn id(&self) -> u32 {

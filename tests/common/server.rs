@@ -25,6 +25,8 @@ fn server_binary() -> PathBuf {
 
 pub struct Server {
     pub port: u16,
+    /// The fstream listener (`--fstream 127.0.0.1:PORT`), so no test binds the default 61920.
+    pub fstream_port: u16,
     child: ChildGuard,
     dir: TempDir,
 }
@@ -52,9 +54,12 @@ impl Server {
         let mut last_err = String::new();
         for attempt in 0..3 {
             let port = free_port();
+            let fstream_port = free_port();
             let mut cmd = Command::new(server_binary());
             cmd.arg("--rtmp")
                 .arg(format!("127.0.0.1:{port}"))
+                .arg("--fstream")
+                .arg(format!("127.0.0.1:{fstream_port}"))
                 .arg("--workers")
                 .arg(workers.to_string());
             if let Some(path) = &config_path {
@@ -67,7 +72,12 @@ impl Server {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             loop {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Server { port, child, dir };
+                    return Server {
+                        port,
+                        fstream_port,
+                        child,
+                        dir,
+                    };
                 }
                 if let Some(status) = child.try_status() {
                     last_err = format!(
@@ -93,6 +103,11 @@ impl Server {
 
     pub fn url(&self, app: &str, key: &str) -> String {
         format!("rtmp://127.0.0.1:{}/{app}/{key}", self.port)
+    }
+
+    /// `127.0.0.1:PORT` of the fstream listener.
+    pub fn fstream_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.fstream_port)
     }
 
     pub fn stderr(&self) -> String {

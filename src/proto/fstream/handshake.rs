@@ -32,7 +32,7 @@ pub enum HandshakeError {
     #[error("key {key:?} appears more than once")]
     DuplicateKey { key: String },
     #[error(
-        "{key} is empty, too long, or contains '/', '\\\\', a control character or a leading '.'"
+        "{key} is empty, too long, or contains '/', '\\', a control character or a leading '.'"
     )]
     BadName { key: &'static str },
     /// `value` is cut to 32 bytes.

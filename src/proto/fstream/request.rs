@@ -1,8 +1,7 @@
 //! The parsed fstream request, its validation rules, and [`Secret`] for passwords.
 //!
 //! Payload grammar: `ACTION(,KEY=VALUE)*`, split on `,`, each pair split at its first `=` (so
-//! values may contain `=` but never `,`). Nothing is trimmed; keys and actions are case-sensitive,
-//! as in the reference server.
+//! values may contain `=` but never `,`). Nothing is trimmed; keys and actions are case-sensitive.
 //!
 //! - `ACTION` is `watch` or `broadcast`.
 //! - Known keys: `user`, `user-password`, `channel` (default [`DEFAULT_CHANNEL`]),
@@ -20,7 +19,8 @@
 //! **The `stream=` rule (ringcast extension).** A `watch` names exactly one target:
 //! - either `stream=APP/KEY`: APP and KEY non-empty, APP without `/`, no control characters, APP
 //!   not `fstream`; then `user`, `channel` and `channel-password` must all be absent
-//!   ([`HandshakeError::ConflictingTarget`]) and `user` is not required. APP `fstream` is refused
+//!   ([`HandshakeError::ConflictingTarget`]), `user` is not required and [`Request::user`] is
+//!   empty (`user-password` and `delay` are accepted and carry no meaning). APP `fstream` is refused
 //!   so that a password-protected fstream channel cannot be reached around its channel-password:
 //!   fstream channels are watched with `user=`/`channel=`;
 //! - or `user=U` (required, else [`HandshakeError::MissingUser`]) with an optional `channel`.

@@ -5,9 +5,9 @@
 //! password=foobar
 //! ```
 //!
-//! Parsed like Python's `configparser` reads it, for this one use: lines are trimmed (so CRLF,
-//! indentation and a UTF-8 BOM are fine); blank lines and lines starting with `;` or `#` are
-//! comments; `key=value` or `key: value` split at the first delimiter, keys compared
+//! Modelled on Python's `configparser` defaults, simplified for this one use: lines are trimmed
+//! (so CRLF, indentation and a UTF-8 BOM are fine); blank lines and lines starting with `;` or `#`
+//! are comments; `key=value` or `key: value` split at the first delimiter, keys compared
 //! case-insensitively, no inline comments (`password=a;b` is the password `a;b`). The password is
 //! `password` in `[DEFAULT]`; other sections are ignored. A key before any section header, a
 //! second `password` in `[DEFAULT]`, an empty password, or a line that is none of the above is an

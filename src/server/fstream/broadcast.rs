@@ -1,0 +1,216 @@
+//! An fstream broadcaster: authenticate, sniff the first bytes, claim `fstream/<user>/<channel>`
+//! and push every read into the fan-out until the peer leaves.
+//!
+//! The format decides how bytes enter the fan-out (see [`Format`]): FLV is demuxed into media
+//! frames (so RTMP players and FLV watchers get sequence headers and keyframe starts); H.264
+//! Annex-B is cut at SPS/IDR join points ([`AnnexBChunker`]) and relayed byte-exact; anything
+//! else is relayed byte-exact, one chunk per read. Opaque chunks carry the broadcast's clock in
+//! milliseconds, which drives the same lag policy as media timestamps.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tracing::{debug, info, warn};
+
+use super::{ChannelInfo, Conn, Format, authenticate, shown_name};
+use crate::fanout::{PublishError, Publisher};
+use crate::media::FrameRole;
+use crate::media::annexb_chunker::{AnnexBChunker, Chunk};
+use crate::proto::flv::{self, FlvDemuxer, Sniffed};
+use crate::proto::fstream::Request;
+use crate::server::runtime;
+
+/// Most bytes held back waiting for an SPS's IDR before they are relayed anyway.
+const MAX_HELD_FOR_JOIN: usize = 4 << 20;
+
+/// How the broadcast ended, for the session log.
+enum End {
+    PeerClosed,
+    Io(String),
+    BadFlv(String),
+    Superseded,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::PeerClosed => f.write_str("broadcaster closed the connection"),
+            End::Io(reason) => f.write_str(reason),
+            End::BadFlv(reason) => write!(f, "malformed FLV: {reason}"),
+            End::Superseded => f.write_str("replaced by a new broadcaster (takeover)"),
+        }
+    }
+}
+
+/// The per-format state that turns reads into fan-out pushes.
+enum Ingest {
+    Flv(FlvDemuxer),
+    AnnexB(AnnexBChunker, Vec<Chunk>),
+    Opaque,
+}
+
+/// Serves a broadcaster to its end.
+pub async fn run(mut conn: Conn, request: Request) {
+    let peer = conn.peer;
+    let name = request.stream_name();
+    let shown = shown_name(&request);
+    let cfg = &conn.core.config.fstream;
+    if let Err(e) = authenticate(cfg, &request.user, request.user_password.as_ref()) {
+        warn!(%peer, user = %request.user, stream = %shown, reason = %e, "fstream broadcast refused: authentication failed");
+        conn.close();
+        return;
+    }
+    if let Some(delay) = request.delay {
+        debug!(%peer, delay, "fstream: delay accepted and ignored (ringcast relays each read as it arrives)");
+    }
+    conn.guard
+        .set_idle_limit(Some(Duration::from_millis(cfg.broadcaster_idle_timeout_ms)));
+
+    let Some(format) = sniff_format(&mut conn).await else {
+        conn.close();
+        return;
+    };
+    let chunk_size = conn.core.config.rtmp.chunk_size as usize;
+    let mut publisher = match Publisher::start(&conn.core.hub, &name, chunk_size, Instant::now()) {
+        Ok(publisher) => publisher,
+        Err(PublishError::InUse) => {
+            warn!(%peer, stream = %shown, "fstream broadcast refused: channel already live (fanout.takeover is off)");
+            conn.close();
+            return;
+        }
+    };
+    let generation = publisher.stream().generation();
+    conn.core.fstream.set(
+        &name,
+        ChannelInfo {
+            generation,
+            password: request.channel_password.clone(),
+            format,
+        },
+    );
+    info!(%peer, stream = %shown, %format, took_over = publisher.took_over(), "fstream broadcast started");
+
+    let started = Instant::now();
+    let mut ingest = match format {
+        Format::Flv => Ingest::Flv(FlvDemuxer::default()),
+        Format::AnnexB => Ingest::AnnexB(AnnexBChunker::new(MAX_HELD_FOR_JOIN), Vec::new()),
+        Format::Opaque => Ingest::Opaque,
+    };
+    let mut bytes_in = conn.input.len() as u64;
+    let end = loop {
+        let clock = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        if let Err(end) = ingest.push(&mut publisher, &mut conn.input, clock) {
+            break end;
+        }
+        let read = conn.read_more().await;
+        match read {
+            Ok(n) if n > 0 => bytes_in += n as u64,
+            Ok(_) => break End::PeerClosed,
+            Err(_) => break End::Io(conn.describe_io_end(&read)),
+        }
+    };
+    let end = match conn.guard.cut() {
+        Some(cut) => End::Io(cut.to_string()),
+        None => end,
+    };
+    if let Ingest::AnnexB(chunker, out) = &mut ingest {
+        chunker.finish(out);
+        let clock = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let _ = push_chunks(&mut publisher, out, clock);
+    }
+    info!(%peer, stream = %shown, %format, bytes_in, pushed = publisher.frames(), reason = %end, "fstream broadcast ended");
+    conn.close();
+    release(&conn, publisher, name, shown, generation);
+}
+
+/// Reads until the first bytes say what the broadcast is. `None`: the peer left or timed out
+/// first (logged).
+async fn sniff_format(conn: &mut Conn) -> Option<Format> {
+    loop {
+        let prefix = &conn.input[..conn.input.len().min(flv::SNIFF_LEN)];
+        match flv::sniff(prefix) {
+            Sniffed::Flv => return Some(Format::Flv),
+            Sniffed::AnnexB => return Some(Format::AnnexB),
+            Sniffed::Opaque => return Some(Format::Opaque),
+            Sniffed::NeedMore => {}
+        }
+        let read = conn.read_more().await;
+        match read {
+            Ok(n) if n > 0 => {}
+            // A few bytes and then EOF: still a (tiny) broadcast.
+            Ok(_) if !conn.input.is_empty() && conn.guard.cut().is_none() => {
+                return Some(Format::Opaque);
+            }
+            _ => {
+                warn!(peer = %conn.peer, reason = %conn.describe_io_end(&read), "fstream broadcast closed: the broadcaster sent no data");
+                return None;
+            }
+        }
+    }
+}
+
+impl Ingest {
+    /// Moves everything usable in `input` into the fan-out.
+    fn push(
+        &mut self,
+        publisher: &mut Publisher,
+        input: &mut BytesMut,
+        clock: u32,
+    ) -> Result<(), End> {
+        match self {
+            Ingest::Flv(demuxer) => loop {
+                match demuxer.decode(input) {
+                    Ok(Some(frame)) => publisher.push(frame).map_err(|_| End::Superseded)?,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(End::BadFlv(e.to_string())),
+                }
+            },
+            Ingest::AnnexB(chunker, out) => {
+                if !input.is_empty() {
+                    chunker.push(input.split(), out);
+                }
+                push_chunks(publisher, out, clock)
+            }
+            Ingest::Opaque => {
+                if input.is_empty() {
+                    return Ok(());
+                }
+                publisher
+                    .push_opaque(input.split().freeze(), FrameRole::Other, clock)
+                    .map_err(|_| End::Superseded)
+            }
+        }
+    }
+}
+
+fn push_chunks(publisher: &mut Publisher, out: &mut Vec<Chunk>, clock: u32) -> Result<(), End> {
+    for chunk in out.drain(..) {
+        let role = if chunk.join_point {
+            FrameRole::Keyframe
+        } else {
+            FrameRole::Other
+        };
+        publisher
+            .push_opaque(chunk.bytes, role, clock)
+            .map_err(|_| End::Superseded)?;
+    }
+    Ok(())
+}
+
+/// Ends the publisher and forgets the channel; after the grace window, ends the stream unless
+/// the broadcaster came back.
+fn release(conn: &Conn, publisher: Publisher, name: String, shown: String, generation: u64) {
+    conn.core.fstream.remove(&name, generation);
+    let Some((stream, generation)) = publisher.finish(Instant::now()) else {
+        return;
+    };
+    let registry = conn.core.hub.registry().clone();
+    let grace = Duration::from_millis(conn.core.config.fanout.publisher_grace_ms);
+    runtime::spawn(async move {
+        runtime::sleep(grace).await;
+        if registry.expire(&stream, generation, Instant::now()) {
+            info!(stream = %shown, "fstream channel ended: broadcaster did not return within the grace window");
+        }
+    })
+    .detach();
+}
