@@ -8,7 +8,7 @@
 # JSON summary per run and a Markdown table in $OUT.
 #
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 500 1000 2000)
-# Env:   WORKERS=1 DURATION=20 WARMUP=6 RAMP=1000 OUT=bench-out SERVERS="ringcast ceiling nginx"
+# Env:   WORKERS=1 COALESCE_US=0 DURATION=20 WARMUP=6 RAMP=1000 OUT=bench-out SERVERS="ringcast ceiling nginx"
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
 set -euo pipefail
 
@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 HZ=$(getconf CLK_TCK)
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ "${RENDER_ONLY:-0}" != 1 ]; then
   cargo build --release -p ringcast -p ringcast-loadgen >&2
 fi
 
@@ -42,7 +42,22 @@ start_server() { # kind -> sets SPID, PORT
   case $1 in
     ringcast)
       PORT=$PORT_RC
-      "$BIN/ringcast" --rtmp "127.0.0.1:$PORT" --workers "$WORKERS" --log warn >"$OUT/ringcast.log" 2>&1 &
+      # Only the RTMP listener, on loopback: no fstream/HTTP/FTL ports that could clash.
+      cat >"$OUT/ringcast.toml" <<CONF
+[server]
+log = "warn"
+[rtmp]
+listen = ["127.0.0.1:$PORT"]
+[fanout]
+write_coalesce_us = ${COALESCE_US:-0}
+[ftl]
+enabled = false
+[fstream]
+enabled = false
+[http]
+enabled = false
+CONF
+      "$BIN/ringcast" --config "$OUT/ringcast.toml" --workers "$WORKERS" >"$OUT/ringcast.log" 2>&1 &
       SPID=$! ;;
     ceiling)
       PORT=$PORT_KC
@@ -70,7 +85,9 @@ CONF
 }
 
 ROWS="$OUT/rows.tsv"
-: >"$ROWS"
+# RENDER_ONLY=1 re-renders the table from an earlier run's $OUT.
+[ "${RENDER_ONLY:-0}" = 1 ] && SERVERS=""
+[ "${RENDER_ONLY:-0}" = 1 ] || : >"$ROWS"
 for kind in $SERVERS; do
   if [ "$kind" = nginx ] && ! { command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; }; then
     echo "nginx-rtmp not installed; skipping" >&2; continue
@@ -107,22 +124,22 @@ for kind in $SERVERS; do
 done
 
 {
-  echo "| server | watchers | playing | relay CPU (cores) | delivered Gbit/s | CPU per Gbit/s | × kernel ceiling | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| server | watchers | playing | relay CPU (cores) | delivered Gbit/s | per watcher Mbit/s | CPU per Gbit/s | × kernel ceiling | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   while IFS=$'\t' read -r kind n cpu rss0 rss1; do
     j="$OUT/$kind-$n.json"
     [ -f "$j" ] || continue
-    read -r gbps playing p50 p99 p999 ttff stalls lost skipped < <(jq -r '[.delivered_gbps,.playing,.latency_ms.p50,.latency_ms.p99,.latency_ms.p999,.ttff_ms.p99,.stalls,.lost_frames,.skipped_frames]|@tsv' "$j")
+    read -r gbps wmbps playing p50 p99 p999 ttff stalls lost skipped < <(jq -r '[.delivered_gbps,.mean_watcher_mbps,.playing,.latency_ms.p50,.latency_ms.p99,.latency_ms.p999,.ttff_ms.p99,.stalls,.lost_frames,.skipped_frames]|@tsv' "$j")
     kc=$(awk -F'\t' -v n="$n" '$1=="ceiling" && $2==n {print $3}' "$ROWS")
     kj="$OUT/ceiling-$n.json"
     kg=$( [ -f "$kj" ] && jq -r .delivered_gbps "$kj" || echo 0)
-    awk -v kind="$kind" -v n="$n" -v cpu="$cpu" -v gbps="$gbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
+    awk -v kind="$kind" -v n="$n" -v cpu="$cpu" -v gbps="$gbps" -v wmbps="$wmbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
         -v p50="$p50" -v p99="$p99" -v p999="$p999" -v ttff="$ttff" -v stalls="$stalls" -v lost="$lost" -v skipped="$skipped" \
         -v kc="${kc:-0}" -v kg="$kg" 'BEGIN{
       per = gbps > 0 ? cpu / gbps : 0
       kper = kg > 0 ? kc / kg : 0
       ratio = kper > 0 ? sprintf("%.2f", per / kper) : "-"
-      printf "| %s | %d | %d | %.3f | %.3f | %.3f | %s | %.1f | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
-        kind, n, playing, cpu, gbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
+      printf "| %s | %d | %d | %.3f | %.3f | %.2f | %.3f | %s | %.1f | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
+        kind, n, playing, cpu, gbps, wmbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
   done <"$ROWS"
 } | tee "$OUT/table.md"
