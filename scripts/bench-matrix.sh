@@ -17,6 +17,7 @@ NS=("$@"); [ ${#NS[@]} -eq 0 ] && NS=(100 500 1000 2000)
 WORKERS=${WORKERS:-1}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-6}
+LG_PROCS=${LG_PROCS:-1}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
 SERVERS=${SERVERS:-"ringcast ceiling nginx"}
@@ -35,6 +36,11 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tree_ticks() { # the process and its children (watch --processes K)
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
@@ -106,17 +112,18 @@ for kind in $SERVERS; do
     rss0=$(rss_kib "$SPID")
     "$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$n" "${raw[@]}" \
       --duration "$DURATION" --warmup "$WARMUP" --ramp-per-sec "$RAMP" \
-      --out "$OUT/$kind-$n.json" >/dev/null 2>"$OUT/watch-$kind-$n.log" &
+      --processes "$LG_PROCS" --out "$OUT/$kind-$n.json" >/dev/null 2>"$OUT/watch-$kind-$n.log" &
     WPID=$!
     sleep "$WARMUP"
-    c0=$(cpu_ticks "$SPID"); t0=$(now_s)
+    c0=$(cpu_ticks "$SPID"); l0=$(tree_ticks "$WPID"); t0=$(now_s)
     sleep $((DURATION - WARMUP - 2))
-    c1=$(cpu_ticks "$SPID"); t1=$(now_s)
+    c1=$(cpu_ticks "$SPID"); l1=$(tree_ticks "$WPID"); t1=$(now_s)
     rss1=$(rss_kib "$SPID")
     wait "$WPID" || echo "watch $kind $n failed" >&2
     cpu=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN{printf "%.3f", (b-a)/hz/(t1-t0)}')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$n" "$cpu" "$rss0" "$rss1" >>"$ROWS"
-    echo "$kind N=$n cpu=$cpu cores rss0=${rss0}KiB rss=${rss1}KiB $(jq -c '{gbps:.delivered_gbps,playing,p99:.latency_ms.p99,stalls}' "$OUT/$kind-$n.json")" >&2
+    lcpu=$(awk -v a="$l0" -v b="$l1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN{printf "%.3f", (b-a)/hz/(t1-t0)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$n" "$cpu" "$rss0" "$rss1" "$lcpu" >>"$ROWS"
+    echo "$kind N=$n cpu=$cpu cores loadgen=$lcpu rss0=${rss0}KiB rss=${rss1}KiB $(jq -c '{gbps:.delivered_gbps,playing,p99:.latency_ms.p99,stalls}' "$OUT/$kind-$n.json")" >&2
     kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true
     [ "$kind" != ceiling ] && { kill "$PUB" 2>/dev/null || true; wait "$PUB" 2>/dev/null || true; }
     sleep 1
@@ -124,22 +131,22 @@ for kind in $SERVERS; do
 done
 
 {
-  echo "| server | watchers | playing | relay CPU (cores) | delivered Gbit/s | per watcher Mbit/s | CPU per Gbit/s | × kernel ceiling | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  while IFS=$'\t' read -r kind n cpu rss0 rss1; do
+  echo "| server | watchers | playing | relay CPU (cores) | loadgen CPU | delivered Gbit/s | per watcher Mbit/s | CPU per Gbit/s | × kernel ceiling | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  while IFS=$'\t' read -r kind n cpu rss0 rss1 lcpu; do
     j="$OUT/$kind-$n.json"
     [ -f "$j" ] || continue
     read -r gbps wmbps playing p50 p99 p999 ttff stalls lost skipped < <(jq -r '[.delivered_gbps,.mean_watcher_mbps,.playing,.latency_ms.p50,.latency_ms.p99,.latency_ms.p999,.ttff_ms.p99,.stalls,.lost_frames,.skipped_frames]|@tsv' "$j")
     kc=$(awk -F'\t' -v n="$n" '$1=="ceiling" && $2==n {print $3}' "$ROWS")
     kj="$OUT/ceiling-$n.json"
     kg=$( [ -f "$kj" ] && jq -r .delivered_gbps "$kj" || echo 0)
-    awk -v kind="$kind" -v n="$n" -v cpu="$cpu" -v gbps="$gbps" -v wmbps="$wmbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
+    awk -v kind="$kind" -v n="$n" -v cpu="$cpu" -v lcpu="${lcpu:--}" -v gbps="$gbps" -v wmbps="$wmbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
         -v p50="$p50" -v p99="$p99" -v p999="$p999" -v ttff="$ttff" -v stalls="$stalls" -v lost="$lost" -v skipped="$skipped" \
         -v kc="${kc:-0}" -v kg="$kg" 'BEGIN{
       per = gbps > 0 ? cpu / gbps : 0
       kper = kg > 0 ? kc / kg : 0
       ratio = kper > 0 ? sprintf("%.2f", per / kper) : "-"
-      printf "| %s | %d | %d | %.3f | %.3f | %.2f | %.3f | %s | %.1f | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
-        kind, n, playing, cpu, gbps, wmbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
+      printf "| %s | %d | %d | %.3f | %s | %.3f | %.2f | %.3f | %s | %.1f | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
+        kind, n, playing, cpu, lcpu, gbps, wmbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
   done <"$ROWS"
 } | tee "$OUT/table.md"

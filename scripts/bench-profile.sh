@@ -40,7 +40,7 @@ sleep 1
 timeout -s INT 10 strace -c -f -p "$RELAY" -o "$OUT/strace.txt" >/dev/null 2>&1 || true
 wait "$WATCH" || true
 perf report -i "$OUT/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null \
-  | grep -v '^$' | head -120 >"$OUT/perf.txt"
+  | grep -v "^$" | head -120 >"$OUT/perf.txt" || true
 perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -15 >"$OUT/perf-dso.txt"
+  | grep -v "^#" | grep -v "^$" | head -15 >"$OUT/perf-dso.txt" || true
 echo "profile in $OUT" >&2
