@@ -63,6 +63,8 @@ struct Watcher {
     stats: WatcherStats,
 }
 
+/// The error text for an orderly close by the server (counted as a disconnect, not an error).
+const CLOSED_BY_PEER: &str = "closed by peer";
 const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
 const TXN_CONNECT: f64 = 1.0;
@@ -111,8 +113,10 @@ impl Run {
         };
         if matches!(w.phase, Phase::Connecting) {
             self.totals.connect_failures += 1;
-        } else {
+        } else if err == CLOSED_BY_PEER {
             self.totals.disconnects += 1;
+        } else {
+            self.totals.errors += 1;
         }
         if self.totals.first_error.is_none() {
             self.totals.first_error = Some(err);
@@ -223,7 +227,7 @@ impl Run {
                 return Ok(());
             };
             let n = match w.stream.read(&mut self.buf) {
-                Ok(0) => return Err("closed by peer".into()),
+                Ok(0) => return Err(CLOSED_BY_PEER.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
