@@ -1,25 +1,136 @@
-//! `ringcast-loadgen`: load and protocol drivers for ringcast. Subcommands:
-//! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering) fed an
-//!   H.264 Annex-B file and Opus audio; prints a JSON summary line at the end.
+//! `ringcast-loadgen`: RTMP publishers and watchers for benchmarking ringcast (and any other
+//! RTMP server), plus the kernel-ceiling baseline server.
+//!
+//! Subcommands: `publish`, `watch`, `kernel-ceiling`, and `ftl-publish` (an FTL publisher:
+//! control handshake, RTP over UDP, NACK answering, fed an H.264 Annex-B file and Opus audio).
+//! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given. `watch --processes K` re-executes itself K times
+//! and merges the children's JSON summaries.
 
+mod ceiling;
 mod ftl;
+mod net;
+mod parse;
+mod publisher;
+mod stats;
+mod synth;
+mod watcher;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command as Proc, ExitCode, Stdio};
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-#[derive(Parser)]
-#[command(name = "ringcast-loadgen", about = "Load generator for ringcast")]
+use crate::stats::Summary;
+use crate::synth::MediaParams;
+
+#[derive(Parser, Debug)]
+#[command(version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    cmd: Cmd,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Publish an H.264 Annex-B file (and Opus audio) to an FTL ingest.
+#[derive(Args, Debug, Clone)]
+struct MediaArgs {
+    /// Video bitrate in bit/s.
+    #[arg(long, default_value_t = 2_500_000)]
+    bitrate: u64,
+    /// Audio bitrate in bit/s (AAC, 1024 samples at 48 kHz); 0 disables audio.
+    #[arg(long, default_value_t = 128_000)]
+    audio_bitrate: u64,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    #[arg(long, default_value_t = 2.0)]
+    gop_secs: f64,
+}
+
+impl MediaArgs {
+    fn params(&self) -> MediaParams {
+        MediaParams {
+            video_bps: self.bitrate,
+            audio_bps: self.audio_bitrate,
+            fps: self.fps.max(1),
+            gop_secs: self.gop_secs,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Publish synthetic media over RTMP.
+    Publish {
+        /// Server address.
+        #[arg(long, default_value = "127.0.0.1:1935")]
+        target: SocketAddr,
+        /// Stream name as `app/key`.
+        #[arg(long, default_value = "live/bench")]
+        stream: String,
+        #[command(flatten)]
+        media: MediaArgs,
+        /// Seconds to publish; 0 publishes until killed.
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+        #[arg(long)]
+        allow_non_loopback: bool,
+    },
+    /// Play a stream with many watchers and report latency, rate, stalls and gaps.
+    Watch {
+        #[arg(long, default_value = "127.0.0.1:1935")]
+        target: SocketAddr,
+        #[arg(long, default_value = "live/bench")]
+        stream: String,
+        #[arg(long, default_value_t = 100)]
+        watchers: u64,
+        /// Source addresses to bind, e.g. `127.0.0.1-127.0.0.50`.
+        #[arg(long, default_value = "127.0.0.1-127.0.0.50")]
+        source_ips: String,
+        /// New connections per second; 0 opens all at once.
+        #[arg(long, default_value_t = 500.0)]
+        ramp_per_sec: f64,
+        /// Total seconds, ramp included.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Seconds before latency, bytes, gaps and stalls are counted.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Read the kernel-ceiling framing instead of RTMP.
+        #[arg(long)]
+        raw: bool,
+        /// Milliseconds without data that count as a stall.
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Split the watchers over this many processes and merge their summaries.
+        #[arg(long, default_value_t = 1)]
+        processes: u32,
+        /// Also write the JSON summary here.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+        #[arg(long)]
+        allow_non_loopback: bool,
+        #[arg(long, hide = true, default_value = "")]
+        label: String,
+    },
+    /// The baseline: write each message to every connected socket, one write per socket.
+    KernelCeiling {
+        #[arg(long, default_value = "127.0.0.1:1936")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        media: MediaArgs,
+        /// Seconds to serve; 0 serves until killed.
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+        /// Bytes a watcher may fall behind before it is disconnected.
+        #[arg(long, default_value_t = 8 << 20)]
+        max_backlog: usize,
+        #[arg(long)]
+        allow_non_loopback: bool,
+    },
+    /// Publish an H.264 Annex-B file (and Opus audio) to an FTL ingest; prints a JSON summary.
     FtlPublish {
         /// FTL control address.
         #[arg(long, default_value = "127.0.0.1:8084")]
@@ -45,13 +156,159 @@ enum Command {
         /// Stop after this many seconds (the file loops); default: the file once.
         #[arg(long)]
         duration: Option<f64>,
+        #[arg(long)]
+        allow_non_loopback: bool,
     },
 }
 
-fn main() -> ExitCode {
+/// Most sockets one process should hold (the machine allows about 20 000 fds per process).
+const MAX_PER_PROCESS: u64 = 15_000;
+
+fn split_stream(s: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((app, key)) => (app.to_owned(), key.to_owned()),
+        None => ("live".to_owned(), s.to_owned()),
+    }
+}
+
+/// Re-executes this binary `k` times with the watchers split between them.
+fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut args: Vec<String> = Vec::new();
+    let mut skip = false;
+    for a in std::env::args().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--processes" || a == "--out" || a == "--watchers" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--processes=") || a.starts_with("--out=") || a.starts_with("--watchers=")
+        {
+            continue;
+        }
+        args.push(a);
+    }
+    let mut children = Vec::new();
+    for i in 0..k {
+        let share = watchers / k as u64 + u64::from((i as u64) < watchers % k as u64);
+        let child = Proc::new(&exe)
+            .args(&args)
+            .args([
+                "--watchers",
+                &share.to_string(),
+                "--label",
+                &format!("[{i}] "),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn: {e}"))?;
+        children.push(child);
+    }
+    let mut parts = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().map_err(|e| format!("wait: {e}"))?;
+        let s: Summary = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("child summary: {e} (status {})", out.status))?;
+        parts.push(s);
+    }
+    Ok(Summary::merge(&parts))
+}
+
+fn real_main() -> Result<(), String> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::FtlPublish {
+    let nofile = net::raise_nofile();
+    match cli.cmd {
+        Cmd::Publish {
+            target,
+            stream,
+            media,
+            duration,
+            allow_non_loopback,
+        } => {
+            net::check_target(target, allow_non_loopback)?;
+            let (app, key) = split_stream(&stream);
+            let cfg = publisher::PublishConfig {
+                target,
+                app,
+                stream: key,
+                media: media.params(),
+                duration: Duration::from_secs(duration),
+            };
+            let sent = publisher::run(&cfg)?;
+            eprintln!("published {sent} frames");
+        }
+        Cmd::Watch {
+            target,
+            stream,
+            watchers,
+            source_ips,
+            ramp_per_sec,
+            duration,
+            warmup,
+            raw,
+            stall_ms,
+            processes,
+            out,
+            quiet,
+            allow_non_loopback,
+            label,
+        } => {
+            net::check_target(target, allow_non_loopback)?;
+            let summary = if processes > 1 {
+                run_children(processes, watchers)?
+            } else {
+                if watchers > MAX_PER_PROCESS || watchers + 64 > nofile {
+                    return Err(format!(
+                        "{watchers} watchers in one process (fd limit {nofile}); use --processes"
+                    ));
+                }
+                let (app, key) = split_stream(&stream);
+                let sources = net::parse_ip_range(&source_ips)?;
+                if !allow_non_loopback && sources.iter().any(|ip| !ip.is_loopback()) {
+                    return Err("source addresses must be in 127.0.0.0/8".into());
+                }
+                let cfg = watcher::WatchConfig {
+                    target,
+                    app,
+                    stream: key,
+                    watchers,
+                    sources,
+                    ramp_per_sec,
+                    duration: Duration::from_secs(duration),
+                    warmup: Duration::from_secs(warmup.min(duration)),
+                    raw,
+                    stall_after: Duration::from_millis(stall_ms),
+                    quiet,
+                    label,
+                };
+                watcher::run(cfg).map_err(|e| format!("watch: {e}"))?
+            };
+            let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+            println!("{json}");
+            if let Some(path) = out {
+                std::fs::write(&path, &json).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        Cmd::KernelCeiling {
+            listen,
+            media,
+            duration,
+            max_backlog,
+            allow_non_loopback,
+        } => {
+            net::check_target(listen, allow_non_loopback)?;
+            ceiling::run(
+                listen,
+                media.params(),
+                Duration::from_secs(duration),
+                max_backlog,
+            )
+            .map_err(|e| format!("kernel-ceiling: {e}"))?;
+        }
+        Cmd::FtlPublish {
             addr,
             key,
             h264,
@@ -60,7 +317,9 @@ fn main() -> ExitCode {
             loss,
             seed,
             duration,
+            allow_non_loopback,
         } => {
+            net::check_target(addr, allow_non_loopback)?;
             let options = ftl::PublishOptions {
                 addr,
                 key,
@@ -71,20 +330,22 @@ fn main() -> ExitCode {
                 seed,
                 duration,
             };
-            match ftl::publish(&options) {
-                Ok(summary) => {
-                    println!("{}", summary.to_json());
-                    if summary.server_code.is_some_and(|c| c != 200 && c != 201) {
-                        ExitCode::from(3)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => {
-                    eprintln!("ftl-publish: {e}");
-                    ExitCode::FAILURE
-                }
+            let summary = ftl::publish(&options).map_err(|e| format!("ftl-publish: {e}"))?;
+            println!("{}", summary.to_json());
+            if let Some(code) = summary.server_code.filter(|&c| c != 200 && c != 201) {
+                return Err(format!("ftl-publish: the server answered {code}"));
             }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringcast-loadgen: {e}");
+            ExitCode::FAILURE
         }
     }
 }

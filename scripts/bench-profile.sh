@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Profiles the relay under load: ringcast (release), one publisher, N RTMP watchers on
+# loopback; `perf record -g` for 10 s, then `strace -c -f` for 10 s, on the relay only.
+# Usage: scripts/bench-profile.sh [N]   (default 2000)   Env: WORKERS=1 OUT=bench-out/profile
+# Output: $OUT/perf.txt (top of `perf report`), $OUT/strace.txt, $OUT/watch.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}
+WORKERS=${WORKERS:-1}
+OUT=${OUT:-bench-out/profile}
+BIN=${CARGO_TARGET_DIR:-target}/release
+PORT=19404
+mkdir -p "$OUT"
+cat >"$OUT/ringcast.toml" <<CONF
+[server]
+log = "warn"
+[rtmp]
+listen = ["127.0.0.1:$PORT"]
+[ftl]
+enabled = false
+[fstream]
+enabled = false
+[http]
+enabled = false
+CONF
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+"$BIN/ringcast" --config "$OUT/ringcast.toml" --workers "$WORKERS" >"$OUT/ringcast.log" 2>&1 &
+RELAY=$!; PIDS+=("$RELAY")
+sleep 1
+"$BIN/ringcast-loadgen" publish --target "127.0.0.1:$PORT" --duration 45 >"$OUT/publish.log" 2>&1 &
+PIDS+=("$!")
+sleep 1
+"$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$N" --duration 40 --warmup 6 \
+  --ramp-per-sec 1000 --out "$OUT/watch.json" >/dev/null 2>"$OUT/watch.log" &
+WATCH=$!; PIDS+=("$WATCH")
+sleep 8
+perf record -g -p "$RELAY" -o "$OUT/perf.data" -- sleep 10 >/dev/null 2>&1
+sleep 1
+timeout -s INT 10 strace -c -f -p "$RELAY" -o "$OUT/strace.txt" >/dev/null 2>&1 || true
+wait "$WATCH" || true
+perf report -i "$OUT/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null \
+  | grep -v "^$" | head -120 >"$OUT/perf.txt" || true
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null \
+  | grep -v "^#" | grep -v "^$" | head -15 >"$OUT/perf-dso.txt" || true
+echo "profile in $OUT" >&2
