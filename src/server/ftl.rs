@@ -24,7 +24,8 @@ use tracing::{debug, info, warn};
 use super::Core;
 use super::ftl_media::{self, MediaLink};
 use super::guard::ConnGuard;
-use super::runtime::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream, UdpSocket};
+use super::reader::Reader;
+use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream, UdpSocket};
 use crate::config::FtlConfig;
 use crate::fanout::{PublishError, Publisher};
 use crate::proto::ftl::{
@@ -33,8 +34,6 @@ use crate::proto::ftl::{
 };
 use crate::proto::rtp::ReorderConfig;
 
-/// Bytes read from the control socket per read (control lines are short).
-const READ_SIZE: usize = 4 * 1024;
 /// Window of the per-IP HMAC rate limit.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Source IPs remembered by the rate limiter before stale entries are swept.
@@ -210,14 +209,12 @@ struct Connection {
 impl Connection {
     async fn read_loop(&mut self) -> End {
         let stream = self.shared.guard.stream().clone();
-        let mut input = BytesMut::with_capacity(READ_SIZE);
-        let mut scratch: Vec<u8> = Vec::with_capacity(READ_SIZE);
+        let mut input = BytesMut::new();
+        let mut reader = Reader::default();
         loop {
-            let BufResult(result, returned) = (&*stream).read(scratch).await;
-            scratch = returned;
-            match result {
+            match reader.read_into(&stream, &mut input).await {
                 Ok(0) => return End::PeerClosed,
-                Ok(n) => input.extend_from_slice(&scratch[..n]),
+                Ok(_) => {}
                 Err(e) => return End::Io(e),
             }
             let now = Instant::now();

@@ -10,6 +10,7 @@ pub mod fstream;
 pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
+pub mod reader;
 pub mod rtmp;
 pub mod runtime;
 pub mod watch;

@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::Core;
 use super::guard::ConnGuard;
-use super::runtime::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+use super::reader::Reader;
+use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
@@ -26,9 +27,6 @@ use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, Sessio
 fn is_fstream_channel(full: &str) -> bool {
     full.split('/').next() == Some("fstream")
 }
-
-/// Bytes read from the socket per read.
-const READ_SIZE: usize = 64 * 1024;
 
 /// The stream name for an RTMP app and publish/play name: `app/key`, the query string dropped.
 fn stream_name(app: &str, name: &str) -> (String, String) {
@@ -147,14 +145,12 @@ fn handshake_random() -> [u8; 1528] {
 impl Connection {
     async fn read_loop(&mut self) -> End {
         let stream = self.guard.stream().clone();
-        let mut input = BytesMut::with_capacity(READ_SIZE);
-        let mut scratch: Vec<u8> = Vec::with_capacity(READ_SIZE);
+        let mut input = BytesMut::new();
+        let mut reader = Reader::default();
         loop {
-            let BufResult(result, returned) = (&*stream).read(scratch).await;
-            scratch = returned;
-            match result {
+            match reader.read_into(&stream, &mut input).await {
                 Ok(0) => return End::PeerClosed,
-                Ok(n) => input.extend_from_slice(&scratch[..n]),
+                Ok(_) => {}
                 Err(e) => return End::Io(e),
             }
             self.guard.note_read(Instant::now());

@@ -20,6 +20,9 @@ use crate::fanout::{Fill, StreamState, Watcher};
 
 /// Most slices in one vectored write (well under IOV_MAX).
 const MAX_BATCH_ITEMS: usize = 64;
+/// Slices a steady-state write needs (control bytes plus a frame or two); the batch grows past
+/// it for a burst and is shrunk back after, since it lives as long as the watcher.
+const STEADY_BATCH_ITEMS: usize = 8;
 /// Roughly the most bytes gathered for one write.
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
@@ -84,7 +87,7 @@ pub async fn run<W>(
 where
     W: AsyncWriteExt,
 {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH_ITEMS + 8);
+    let mut batch: Vec<Bytes> = Vec::with_capacity(STEADY_BATCH_ITEMS);
     let mut state = watcher.state();
     loop {
         if control.stopped() {
@@ -130,6 +133,10 @@ where
         guard.write_finished();
         batch = returned;
         batch.clear();
+        if batch.capacity() > STEADY_BATCH_ITEMS * 4 {
+            // A join burst (the cached GOP) is over: steady state is a frame or two per write.
+            batch = Vec::with_capacity(STEADY_BATCH_ITEMS);
+        }
         if let Err(e) = result {
             return WatchEnd::Io(e);
         }

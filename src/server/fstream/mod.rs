@@ -36,12 +36,10 @@ use tracing::{debug, info, warn};
 
 use super::Core;
 use super::guard::ConnGuard;
-use super::runtime::{self, AsyncRead, BufResult, TcpStream};
+use super::reader::Reader;
+use super::runtime::{self, TcpStream};
 use crate::config::{FstreamConfig, redact_key};
 use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, Target, parse_user_ini};
-
-/// Bytes read from the socket per read.
-const READ_SIZE: usize = 64 * 1024;
 
 /// What a broadcaster's bytes turned out to be (from their first bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,18 +157,14 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// Bytes read but not consumed yet (a broadcaster's first data may follow the handshake).
     pub input: BytesMut,
-    scratch: Vec<u8>,
+    reader: Reader,
 }
 
 impl Conn {
     /// Reads once more into `input`. `Ok(0)` is end of stream.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
         let stream = self.guard.stream().clone();
-        let scratch = std::mem::take(&mut self.scratch);
-        let BufResult(result, returned) = (&*stream).read(scratch).await;
-        self.scratch = returned;
-        let n = result?;
-        self.input.extend_from_slice(&self.scratch[..n]);
+        let n = self.reader.read_into(&stream, &mut self.input).await?;
         if n > 0 {
             self.guard.note_read(Instant::now());
         }
@@ -202,8 +196,8 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         core: core.clone(),
         guard,
         peer,
-        input: BytesMut::with_capacity(READ_SIZE),
-        scratch: Vec::with_capacity(READ_SIZE),
+        input: BytesMut::new(),
+        reader: Reader::default(),
     };
     let request = loop {
         match decoder.decode(&mut conn.input) {

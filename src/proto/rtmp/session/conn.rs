@@ -41,8 +41,11 @@ impl Conn {
         self.out_chunk_size
     }
 
+    /// Hands out everything queued. The whole buffer goes, spare capacity included: `split()`
+    /// would keep the handshake's 3 KiB reservation alive for the connection's lifetime, which
+    /// at thousands of players is most of their memory.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        (!self.out.is_empty()).then(|| std::mem::take(&mut self.out).freeze())
     }
 
     /// Decodes the next message, counting the bytes consumed towards acknowledgement.
