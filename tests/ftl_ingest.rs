@@ -515,3 +515,38 @@ fn a_reconnecting_streamer_takes_over_by_default() {
         },
     );
 }
+
+#[test]
+fn shutdown_ends_live_ftl_streams_with_410() {
+    let ftl = start_ftl("");
+    let dir = ftl.server.scratch();
+    let (h264, ogg) = make_sources(&dir);
+    let key = format!("77-{SECRET}");
+    let mut publisher = Loadgen::start(
+        ftl.ftl,
+        &key,
+        &h264,
+        &ogg,
+        &["--duration", "30"],
+        &dir,
+        "pub",
+    );
+    let live = wait_until(Duration::from_secs(20), || {
+        logged_udp_port(&ftl.server).is_some()
+    });
+    assert!(
+        live,
+        "the FTL stream never started: {}",
+        ftl.server.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    ftl.server.signal("TERM");
+    let summary = publisher.summary(Duration::from_secs(20));
+    assert_eq!(
+        field(&summary, "server_code"),
+        410,
+        "server stderr:\n{}\n{}",
+        ftl.server.stderr(),
+        publisher.logs()
+    );
+}

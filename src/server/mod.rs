@@ -19,14 +19,54 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::fanout::{CoreHub, PublishPolicy, Registry, RingLimits};
 use guard::Sweeper;
+
+/// How long workers get to wind down (send FTL 410s, flush) after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Tells every worker to wind down. Set once by the main thread on SIGINT/SIGTERM.
+#[derive(Debug)]
+struct ShutdownSignal {
+    requested: AtomicBool,
+    wakers: Box<[AtomicWaker]>,
+}
+
+impl ShutdownSignal {
+    fn new(workers: usize) -> Self {
+        ShutdownSignal {
+            requested: AtomicBool::new(false),
+            wakers: (0..workers).map(|_| AtomicWaker::new()).collect(),
+        }
+    }
+
+    fn trigger(&self) {
+        self.requested.store(true, Ordering::Release);
+        for waker in self.wakers.iter() {
+            waker.wake();
+        }
+    }
+
+    /// Ready once shutdown was requested (register first, then test: no lost wake-up).
+    fn poll(&self, worker: usize, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if let Some(waker) = self.wakers.get(worker) {
+            waker.register(cx.waker());
+        }
+        if self.requested.load(Ordering::Acquire) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
 
 /// Listen backlog for every TCP listener.
 const BACKLOG: i32 = 4096;
@@ -87,16 +127,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
 
     let channels = Arc::new(fstream::Channels::default());
+    let shared = Arc::new(WorkerShared {
+        config: config.clone(),
+        registry,
+        channels,
+        shutdown: ShutdownSignal::new(workers),
+    });
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
     for index in 0..workers {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
-        let config = config.clone();
-        let registry = registry.clone();
-        let channels = channels.clone();
+        let shared = shared.clone();
         let ready = ready_tx.clone();
+        let done = done_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("ringcast-w{index}"))
-            .spawn(move || worker(index, cpu, config, registry, channels, ready));
+            .spawn(move || worker(index, cpu, shared, ready, done));
         if let Err(source) = spawned {
             return Err(StartError::Worker {
                 core: index,
@@ -116,6 +162,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     info!(workers, "ringcast is ready");
     wait_for_signal();
     info!("shutting down");
+    shared.shutdown.trigger();
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    for _ in 0..workers {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            warn!("a worker did not wind down in time; exiting anyway");
+            break;
+        }
+    }
     Ok(())
 }
 
@@ -133,14 +188,25 @@ fn wait_for_signal() {
     });
 }
 
-fn worker(
-    index: usize,
-    cpu: Option<usize>,
+/// What every worker thread receives from `run`.
+#[derive(Debug)]
+struct WorkerShared {
     config: Arc<Config>,
     registry: Arc<Registry>,
     channels: Arc<fstream::Channels>,
+    shutdown: ShutdownSignal,
+}
+
+fn worker(
+    index: usize,
+    cpu: Option<usize>,
+    shared: Arc<WorkerShared>,
     ready: mpsc::Sender<Result<(), StartError>>,
+    done: mpsc::Sender<()>,
 ) {
+    let config = shared.config.clone();
+    let registry = shared.registry.clone();
+    let channels = shared.channels.clone();
     let fail = |what: &str, source| StartError::Worker {
         core: index,
         what: what.to_owned(),
@@ -235,9 +301,18 @@ fn worker(
             runtime::spawn(accept(core.clone(), addr, listener, fstream::serve)).detach();
         }
         let _ = ready.send(Ok(()));
-        // Park this task forever; the spawned ones do the work.
-        std::future::pending::<()>().await;
+        // The spawned tasks do the work; this one waits for shutdown, then ends this core's
+        // FTL streams with 410 (the client then knows the server ended it, not the network).
+        poll_fn(|cx| shared.shutdown.poll(index, cx)).await;
+        let ended = ftl_core.terminate(None).await;
+        if ended > 0 {
+            info!(
+                worker = index,
+                ended, "FTL streams ended with 410 for shutdown"
+            );
+        }
     });
+    let _ = done.send(());
 }
 
 /// Applies cross-core messages as they arrive, one wake per batch.

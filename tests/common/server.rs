@@ -110,6 +110,11 @@ impl Server {
         format!("127.0.0.1:{}", self.fstream_port)
     }
 
+    /// Sends `signal` (e.g. "TERM") to the server process.
+    pub fn signal(&self, signal: &str) {
+        self.child.signal(signal);
+    }
+
     pub fn stderr(&self) -> String {
         self.child.stderr()
     }
