@@ -77,6 +77,21 @@ pub enum WatchEnd {
     Io(io::Error),
 }
 
+/// Waits until the watcher's stream changes (frames, publisher state) or the connection's
+/// control side has something to say. Both are polled every time so neither wake is missed.
+pub async fn changed_or_told(watcher: &mut Watcher, control: &dyn Control) {
+    poll_fn(|cx| {
+        let changed = watcher.poll_changed(cx);
+        let told = control.notify().poll(cx);
+        if changed.is_ready() || told.is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
 /// Runs one watcher until its stream ends, it falls too far behind, or its socket fails.
 pub async fn run<W>(
     mut socket: W,
@@ -115,16 +130,7 @@ where
             Fill::Ready | Fill::Idle => {}
         }
         if batch.is_empty() {
-            poll_fn(|cx| {
-                let changed = watcher.poll_changed(cx);
-                let told = control.notify().poll(cx);
-                if changed.is_ready() || told.is_ready() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
+            changed_or_told(watcher, control).await;
             continue;
         }
         let len: usize = batch.iter().map(Bytes::len).sum();

@@ -8,10 +8,8 @@
 //! `stream=APP/KEY` (RTMP and FTL streams). A reader task notices the peer leaving.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -154,16 +152,7 @@ async fn await_channel(
             info!(%peer, stream = %name, "fstream watcher waiting for the channel's broadcaster");
             waiting_logged = true;
         }
-        poll_fn(|cx| {
-            let changed = watcher.poll_changed(cx);
-            let told = control.notify().poll(cx);
-            if changed.is_ready() || told.is_ready() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        watch::changed_or_told(watcher, &*control).await;
     };
     if let Some(expected) = &info.password {
         let given = request
