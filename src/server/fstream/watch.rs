@@ -152,7 +152,7 @@ async fn await_channel(
             info!(%peer, stream = %name, "fstream watcher waiting for the channel's broadcaster");
             waiting_logged = true;
         }
-        watch::changed_or_told(watcher, &*control).await;
+        watch::changed_or_told(watcher, control).await;
     };
     if let Some(expected) = &info.password {
         let given = request
