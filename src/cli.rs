@@ -61,7 +61,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Print the effective config (file + flags) as documented TOML and exit. Literal secrets
-    /// print as "<redacted>" (which refuses to load); ${ENV} secrets print as their reference.
+    /// print as `"<redacted>"` (which refuses to load); ${ENV} secrets print as their reference.
     #[arg(long)]
     pub print_config: bool,
 
@@ -246,6 +246,12 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("ringcast").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 
     #[test]

@@ -232,7 +232,7 @@ section! {
         pub enabled: bool = true,
         /// Listen addresses.
         pub listen: Listen = Listen::any_ipv4(61920),
-        /// Directory of "<user>.ini" files with a password (the original server's layout),
+        /// Directory of `<user>.ini` files with a password (the original server's layout),
         /// consulted for users not listed in [[fstream.users]].
         pub users_dir: PathBuf = PathBuf::from("users"),
         /// Time allowed to send the handshake payload, in milliseconds.
@@ -264,7 +264,7 @@ section! {
 }
 
 section! {
-    /// HTTP: HTTP-FLV (GET /<app>/<key>.flv), /healthz, /readyz and /metrics.
+    /// HTTP: HTTP-FLV (`GET /<app>/<key>.flv`), /healthz, /readyz and /metrics.
     pub struct HttpConfig {
         /// Run the HTTP listener.
         pub enabled: bool = true,
