@@ -100,14 +100,25 @@ impl LocalStream {
         }
     }
 
-    /// Ready once the stream changed since `seen` (which is then updated).
-    pub fn poll_changed(&self, cx: &mut Context<'_>, seen: &mut u64) -> Poll<()> {
+    /// Ready once the stream changed since `seen` (which is then updated). The waker is queued
+    /// at most once per version (`registered` remembers the version it was queued for): a
+    /// watcher woken by something else meanwhile (its connection's control bytes) and polled
+    /// again must not be queued, and woken, twice.
+    pub fn poll_changed(
+        &self,
+        cx: &mut Context<'_>,
+        seen: &mut u64,
+        registered: &mut Option<u64>,
+    ) -> Poll<()> {
         let now = self.version.get();
         if now != *seen {
             *seen = now;
             return Poll::Ready(());
         }
-        self.waiters.borrow_mut().push(cx.waker().clone());
+        if *registered != Some(now) {
+            *registered = Some(now);
+            self.waiters.borrow_mut().push(cx.waker().clone());
+        }
         Poll::Pending
     }
 }
@@ -188,6 +199,7 @@ impl CoreHub {
             cursor,
             egress,
             seen_version: u64::MAX,
+            registered_version: None,
             bytes_sent: 0,
         }
     }
@@ -205,6 +217,8 @@ pub struct Watcher {
     cursor: Cursor,
     egress: Egress,
     seen_version: u64,
+    /// The stream version this watcher's waker is queued for, if any.
+    registered_version: Option<u64>,
     /// Bytes this watcher's writer reported as written.
     pub bytes_sent: u64,
 }
@@ -230,7 +244,8 @@ impl Watcher {
 
     /// Ready when the stream has new frames or a new state.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.stream.poll_changed(cx, &mut self.seen_version)
+        self.stream
+            .poll_changed(cx, &mut self.seen_version, &mut self.registered_version)
     }
 
     pub fn state(&self) -> StreamState {
@@ -263,5 +278,58 @@ impl Drop for Watcher {
             .shared
             .watcher_count
             .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::fanout::{PublishPolicy, Publisher};
+    use crate::media::{Frame, MediaKind};
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_watcher_polled_twice_between_frames_is_woken_once() {
+        let registry = Arc::new(Registry::new(
+            1,
+            PublishPolicy {
+                takeover: false,
+                grace: Duration::ZERO,
+            },
+        ));
+        let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
+        let mut publisher = Publisher::start(&hub, "live/wake", 4096, Instant::now()).unwrap();
+        let mut watcher = hub.watch("live/wake", Egress::Rtmp);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        // The first poll sees the initial version; the next two are pending (the second as if
+        // the task had been woken by its connection instead).
+        let _ = watcher.poll_changed(&mut cx);
+        assert!(watcher.poll_changed(&mut cx).is_pending());
+        assert!(watcher.poll_changed(&mut cx).is_pending());
+        let payload = Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]);
+        publisher
+            .push(Frame::new(MediaKind::Video, 0, payload))
+            .unwrap();
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1, "woken exactly once");
+        assert!(watcher.poll_changed(&mut cx).is_ready());
     }
 }
