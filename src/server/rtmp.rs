@@ -373,17 +373,18 @@ impl Connection {
         }
     }
 
+    /// Ends this connection's publisher, if it has one: the stream outlives it by the grace
+    /// window, then ends unless someone re-published.
     fn stop_publishing(&mut self) {
-        if let Role::Publishing { .. } = self.role
-            && let Role::Publishing { publisher, shown } =
-                std::mem::replace(&mut self.role, Role::Pending)
-        {
-            info!(peer = %self.peer, stream = %shown, frames = publisher.frames(), "publish ended");
-            self.release(publisher, shown);
+        match std::mem::replace(&mut self.role, Role::Pending) {
+            Role::Publishing { publisher, shown } => {
+                info!(peer = %self.peer, stream = %shown, frames = publisher.frames(), "publish ended");
+                self.release(publisher, shown);
+            }
+            other => self.role = other,
         }
     }
 
-    /// Ends a publisher and, after the grace window, the stream unless someone re-published.
     fn release(&self, publisher: Publisher, shown: String) {
         let Some((stream, generation)) = publisher.finish(Instant::now()) else {
             return;
@@ -411,16 +412,10 @@ impl Connection {
             (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),
             (End::Io(e), _) => debug!(%peer, error = %e, "connection closed: io error"),
         }
-        match std::mem::replace(&mut self.role, Role::Pending) {
-            Role::Publishing { publisher, shown } => {
-                info!(%peer, stream = %shown, frames = publisher.frames(), "publish ended");
-                self.release(publisher, shown);
-            }
-            Role::Playing { control } => {
-                control.stopped.set(true);
-                control.notify.notify();
-            }
-            Role::Pending => {}
+        self.stop_publishing();
+        if let Role::Playing { control } = &self.role {
+            control.stopped.set(true);
+            control.notify.notify();
         }
         runtime::shutdown(self.guard.stream());
     }
