@@ -470,18 +470,9 @@ fn bad_handshakes_are_refused_while_a_healthy_broadcast_flows() {
     ));
 
     // RTMP has no place for a channel password: a protected channel is not playable over RTMP.
-    let mut rtmp_player = Command::new(tools::ffmpeg());
-    rtmp_player
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "15000000",
-            "-i",
-        ])
-        .arg(server.url("fstream", "fier/healthy"))
-        .args(["-t", "1", "-f", "null", "-"]);
+    let mut rtmp_player =
+        media::player_command(&tools::ffmpeg(), &server.url("fstream", "fier/healthy"));
+    rtmp_player.args(["-t", "1", "-f", "null", "-"]);
     let played = run_with_timeout("rtmp-player", &mut rtmp_player, Duration::from_secs(30));
     assert!(
         !played.status.success(),

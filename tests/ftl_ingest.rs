@@ -224,19 +224,9 @@ fn legacy_ffmpeg_plays_the_video_of_an_ftl_stream() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     let out = dir.join("legacy.flv");
-    let mut cmd = Command::new(tools::ffmpeg());
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-rw_timeout",
-        "15000000",
-        "-i",
-    ])
-    .arg(ftl.server.url("ftl", "77"))
-    .args(["-map", "0:v", "-c", "copy", "-t", "3", "-f", "flv"])
-    .arg(&out);
+    let mut cmd = media::player_command(&tools::ffmpeg(), &ftl.server.url("ftl", "77"));
+    cmd.args(["-map", "0:v", "-c", "copy", "-t", "3", "-f", "flv"])
+        .arg(&out);
     let played = run_ok("ffmpeg 5.1 player", &mut cmd, Duration::from_secs(40));
     let _ = loadgen.summary(Duration::from_secs(40));
     with_context(

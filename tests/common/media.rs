@@ -53,15 +53,9 @@ pub struct FlvPlayer {
     pub out: PathBuf,
 }
 
-/// Starts `ffmpeg -i URL -map 0 -c copy [-t SECS] -f flv OUT`.
-pub fn play_to_flv(
-    ffmpeg: &Path,
-    url: &str,
-    seconds: Option<f64>,
-    dir: &Path,
-    name: &str,
-) -> FlvPlayer {
-    let out = dir.join(format!("{name}.flv"));
+/// `ffmpeg` reading `url` as a player does in every test: quiet, overwriting its output, and
+/// giving up after 15 s without data; the caller adds the output options.
+pub fn player_command(ffmpeg: &Path, url: &str) -> Command {
     let mut cmd = Command::new(ffmpeg);
     cmd.args([
         "-hide_banner",
@@ -73,6 +67,19 @@ pub fn play_to_flv(
         "-i",
         url,
     ]);
+    cmd
+}
+
+/// Starts `ffmpeg -i URL -map 0 -c copy [-t SECS] -f flv OUT`.
+pub fn play_to_flv(
+    ffmpeg: &Path,
+    url: &str,
+    seconds: Option<f64>,
+    dir: &Path,
+    name: &str,
+) -> FlvPlayer {
+    let out = dir.join(format!("{name}.flv"));
+    let mut cmd = player_command(ffmpeg, url);
     cmd.args(["-map", "0", "-c", "copy"]);
     if let Some(s) = seconds {
         cmd.args(["-t", &s.to_string()]);
@@ -125,17 +132,7 @@ impl FlvPlayer {
 /// so a test can watch the count grow while the stream is live.
 pub fn play_to_framemd5(ffmpeg: &Path, url: &str, dir: &Path, name: &str) -> (ChildGuard, PathBuf) {
     let out = dir.join(format!("{name}.framemd5"));
-    let mut cmd = Command::new(ffmpeg);
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-rw_timeout",
-        "15000000",
-        "-i",
-        url,
-    ]);
+    let mut cmd = player_command(ffmpeg, url);
     cmd.args([
         "-map",
         "0:v",
