@@ -13,6 +13,7 @@ use compio::driver::{DriverType, ProactorBuilder};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use compio::BufResult;
+pub use compio::buf::{IntoInner, IoBuf};
 pub use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UdpSocket};
 pub use compio::runtime::{Runtime, spawn};
