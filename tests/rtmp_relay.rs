@@ -30,6 +30,26 @@ fn ffmpeg_publish_reaches_ffmpeg_player_byte_identical_starting_on_keyframe() {
 }
 
 #[test]
+fn with_write_coalescing_a_player_still_gets_every_frame_in_order() {
+    // A 40 ms window (longer than a frame interval at 25 fps) makes every write carry frames
+    // held back together; the relay must stay byte-identical and gap-free.
+    let mut server = Server::start_with(2, Some("[fanout]\nwrite_coalesce_us = 40000\n"));
+    let dir = server.scratch();
+    let url = server.url("live", &unique_key("coalesce"));
+    let _publisher = media::publish(Fixture::H264Aac, &url, false, &dir, "pub");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut player = media::play_to_flv(&tools::ffmpeg(), &url, Some(5.0), &dir, "play");
+    player.finish(Duration::from_secs(25));
+    server.assert_alive();
+    player.assert_faithful(
+        &server,
+        Fixture::H264Aac,
+        100,
+        "player with coalesced writes",
+    );
+}
+
+#[test]
 fn player_joining_mid_gop_starts_from_cached_keyframe_without_waiting() {
     let fixture = Fixture::H264LongGop;
     let mut server = Server::start();

@@ -134,8 +134,9 @@ section! {
         /// A second RTMP/fstream publisher on a live stream replaces the first (true) or is
         /// refused with NetStream.Publish.BadName (false). FTL has its own ftl.takeover.
         pub takeover: bool = false,
-        /// Hold watcher writes this long to coalesce frames into fewer sends, in microseconds
-        /// (0 = write every runtime tick).
+        /// After a stream changes, hold its watchers' wakes this long so frames arriving
+        /// meanwhile leave in one write per watcher, in microseconds (0 = wake at once; at most
+        /// 100 000). Adds up to this much latency; one timer per core, nothing per watcher.
         pub write_coalesce_us: u64 = 0,
     }
 }

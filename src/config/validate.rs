@@ -146,12 +146,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         "fanout.slow_watcher_disconnect_ms",
         f.slow_watcher_disconnect_ms,
     )?;
-    in_range(
-        "fanout.write_coalesce_us",
-        f.write_coalesce_us,
-        0,
-        1_000_000,
-    )?;
+    in_range("fanout.write_coalesce_us", f.write_coalesce_us, 0, 100_000)?;
 
     let t = &c.ftl;
     if t.is_active() {

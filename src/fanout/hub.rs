@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::encoded::EncodedFrame;
 use super::registry::{Registry, StreamMsg, StreamShared};
 use super::ring::{Cursor, Egress, Fill, Ring, RingLimits};
+use super::wake::DeferredWakes;
 
 /// Whether a stream currently has a publisher, as a watcher sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +41,17 @@ pub struct LocalStream {
     waiters: RefCell<Vec<Waker>>,
     /// Spare vector swapped with `waiters` while waking, so waking never allocates.
     waking: RefCell<Vec<Waker>>,
+    /// The core's coalescing window, when `fanout.write_coalesce_us` is on.
+    deferred: Option<Rc<DeferredWakes>>,
     watchers: Cell<usize>,
 }
 
 impl LocalStream {
-    fn new(shared: Arc<StreamShared>, limits: RingLimits) -> Self {
+    fn new(
+        shared: Arc<StreamShared>,
+        limits: RingLimits,
+        deferred: Option<Rc<DeferredWakes>>,
+    ) -> Self {
         let state = if shared.is_live() {
             StreamState::Live
         } else {
@@ -57,6 +64,7 @@ impl LocalStream {
             version: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             waking: RefCell::new(Vec::new()),
+            deferred,
             watchers: Cell::new(0),
         }
     }
@@ -90,9 +98,13 @@ impl LocalStream {
         }
     }
 
-    /// Wakes every waiting watcher once.
+    /// Wakes every waiting watcher once: now, or at the end of the core's coalescing window.
     fn changed(&self) {
         self.version.set(self.version.get().wrapping_add(1));
+        if let Some(deferred) = &self.deferred {
+            deferred.defer(&mut self.waiters.borrow_mut());
+            return;
+        }
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());
         for waker in waking.drain(..) {
@@ -130,6 +142,7 @@ pub struct CoreHub {
     registry: Arc<Registry>,
     limits: RingLimits,
     streams: RefCell<HashMap<String, Rc<LocalStream>>>,
+    deferred: Option<Rc<DeferredWakes>>,
 }
 
 impl CoreHub {
@@ -139,7 +152,20 @@ impl CoreHub {
             registry,
             limits,
             streams: RefCell::new(HashMap::new()),
+            deferred: None,
         }
+    }
+
+    /// Defers this core's watcher wakes to a coalescing window; the caller runs the window
+    /// (waits on [`CoreHub::deferred_wakes`], sleeps, wakes them all).
+    pub fn deferring_wakes(mut self) -> Self {
+        self.deferred = Some(Rc::new(DeferredWakes::default()));
+        self
+    }
+
+    /// The wakes held back for the coalescing window, if coalescing is on.
+    pub fn deferred_wakes(&self) -> Option<&Rc<DeferredWakes>> {
+        self.deferred.as_ref()
     }
 
     pub fn core(&self) -> usize {
@@ -165,7 +191,11 @@ impl CoreHub {
             // A stream that ended and was re-created has a new `StreamShared`: replace ours.
             Some(local) if Arc::ptr_eq(&local.shared, shared) => local.clone(),
             _ => {
-                let local = Rc::new(LocalStream::new(shared.clone(), self.limits.clone()));
+                let local = Rc::new(LocalStream::new(
+                    shared.clone(),
+                    self.limits.clone(),
+                    self.deferred.clone(),
+                ));
                 streams.insert(shared.name.clone(), local.clone());
                 local
             }
@@ -330,6 +360,43 @@ mod tests {
             .push(Frame::new(MediaKind::Video, 0, payload))
             .unwrap();
         assert_eq!(counter.0.load(Ordering::Relaxed), 1, "woken exactly once");
+        assert!(watcher.poll_changed(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn with_deferred_wakes_a_push_wakes_its_watcher_only_at_the_flush() {
+        let registry = Arc::new(Registry::new(
+            1,
+            PublishPolicy {
+                takeover: false,
+                grace: Duration::ZERO,
+            },
+        ));
+        let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()).deferring_wakes());
+        let mut publisher = Publisher::start(&hub, "live/defer", 4096, Instant::now()).unwrap();
+        let mut watcher = hub.watch("live/defer", Egress::Rtmp);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let _ = watcher.poll_changed(&mut cx);
+        assert!(watcher.poll_changed(&mut cx).is_pending());
+        for ts in [0, 21, 33] {
+            let payload = Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]);
+            publisher
+                .push(Frame::new(MediaKind::Video, ts, payload))
+                .unwrap();
+        }
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            0,
+            "held until the window ends"
+        );
+        assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 1);
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            1,
+            "one wake for three frames"
+        );
         assert!(watcher.poll_changed(&mut cx).is_ready());
     }
 }

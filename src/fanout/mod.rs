@@ -12,9 +12,11 @@ pub mod hub;
 pub mod publisher;
 pub mod registry;
 pub mod ring;
+pub mod wake;
 
 pub use encoded::{Content, EncodedFrame};
 pub use hub::{CoreHub, LocalStream, StreamState, Watcher};
 pub use publisher::{Publisher, Superseded};
 pub use registry::{PublishError, PublishPolicy, Registry, StreamMsg, StreamShared};
 pub use ring::{Cursor, Egress, Fill, Ring, RingLimits};
+pub use wake::DeferredWakes;

@@ -27,7 +27,7 @@ use futures_util::task::AtomicWaker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::fanout::{CoreHub, PublishPolicy, Registry, RingLimits};
+use crate::fanout::{CoreHub, DeferredWakes, PublishPolicy, Registry, RingLimits};
 use guard::Sweeper;
 
 /// How long workers get to wind down (send FTL 410s, flush) after SIGINT/SIGTERM.
@@ -227,7 +227,12 @@ fn worker(
         );
     }
     rt.block_on(async move {
-        let hub = Rc::new(CoreHub::new(index, registry, ring_limits(&config)));
+        let mut hub = CoreHub::new(index, registry, ring_limits(&config));
+        let coalesce = Duration::from_micros(config.fanout.write_coalesce_us);
+        if !coalesce.is_zero() {
+            hub = hub.deferring_wakes();
+        }
+        let hub = Rc::new(hub);
         let sweeper = Rc::new(Sweeper::default());
         let core = Rc::new(Core {
             index,
@@ -287,6 +292,9 @@ fn worker(
             let serve = move |core, stream, peer| ftl::serve(core, ftl_core.clone(), stream, peer);
             runtime::spawn(accept(core.clone(), addr, listener, serve)).detach();
         }
+        if let Some(deferred) = hub.deferred_wakes() {
+            runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
+        }
         runtime::spawn(drain_inbox(hub)).detach();
         for (addr, listener) in listeners {
             if index == 0 {
@@ -323,6 +331,16 @@ async fn drain_inbox(hub: Rc<CoreHub>) {
     loop {
         poll_fn(|cx| inbox.poll_notified(cx)).await;
         hub.drain_inbox();
+    }
+}
+
+/// Runs this core's coalescing window: from the first deferred wake, waits `window`, then
+/// wakes every watcher held back meanwhile.
+async fn flush_deferred_wakes(deferred: Rc<DeferredWakes>, window: Duration) {
+    loop {
+        poll_fn(|cx| deferred.poll_pending(cx)).await;
+        runtime::sleep(window).await;
+        deferred.wake_all();
     }
 }
 
