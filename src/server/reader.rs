@@ -62,6 +62,8 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use std::io::Write;
 
     use super::*;
