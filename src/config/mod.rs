@@ -55,7 +55,7 @@ pub use error::{ConfigError, SecretOutput};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
     AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
-    RtmpConfig, ServerConfig,
+    IoUringConfig, RtmpConfig, ServerConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -76,6 +76,8 @@ section! {
     pub struct Config {
         /// Process-wide settings.
         pub server: ServerConfig = ServerConfig::default(),
+        /// io_uring setup of each worker's runtime.
+        pub io_uring: IoUringConfig = IoUringConfig::default(),
         /// RTMP ingest and playback.
         pub rtmp: RtmpConfig = RtmpConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
@@ -108,6 +110,11 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
     TableSchema {
         name: "server",
         fields: ServerConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "io_uring",
+        fields: IoUringConfig::FIELDS,
         arrays: &[],
     },
     TableSchema {
@@ -555,6 +562,15 @@ mod tests {
             ("[[ftl.channels]]\nid = 5", "ftl.channels[id = 5].key"),
             ("[http]\nlisten = \"0.0.0.0:1935\"", "http.listen"),
             ("[server]\nworkers = 100000", "server.workers"),
+            ("[io_uring]\nsq_entries = 1000", "io_uring.sq_entries"),
+            (
+                "[io_uring]\nsqpoll_idle_ms = 5\ndefer_taskrun = true",
+                "io_uring.sqpoll_idle_ms",
+            ),
+            (
+                "[fanout]\nwrite_coalesce_us = 200000",
+                "fanout.write_coalesce_us",
+            ),
         ];
         for (text, field) in cases {
             match load(text) {

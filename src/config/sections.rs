@@ -39,6 +39,26 @@ impl ServerConfig {
 }
 
 section! {
+    /// io_uring setup of each worker's runtime (ignored on the epoll fallback). tuning/README.md
+    /// has each option's measured effect.
+    pub struct IoUringConfig {
+        /// Submission queue entries per worker: one write per watcher per wake must fit
+        /// (64..=32768, a power of two).
+        pub sq_entries: u32 = 4096,
+        /// IORING_SETUP_COOP_TASKRUN: completions are not forced onto the worker by an
+        /// interrupt; it picks them up when it next enters the kernel.
+        pub coop_taskrun: bool = false,
+        /// IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1+): completion work runs only
+        /// when the worker waits for completions, batched.
+        pub defer_taskrun: bool = false,
+        /// IORING_SETUP_SQPOLL with this idle time in milliseconds (0 = off): a kernel thread
+        /// per worker polls the submission queue, so submitting costs no syscall but the thread
+        /// spins on a core while busy. Not compatible with coop_taskrun or defer_taskrun.
+        pub sqpoll_idle_ms: u32 = 0,
+    }
+}
+
+section! {
     /// RTMP ingest and playback.
     pub struct RtmpConfig {
         /// Listen addresses ("IP:PORT" or a list of them).

@@ -99,6 +99,18 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid("server.log", "must not be empty (e.g. \"info\")"));
     }
 
+    let u = &c.io_uring;
+    in_range("io_uring.sq_entries", u.sq_entries.into(), 64, 32_768)?;
+    if !u.sq_entries.is_power_of_two() {
+        return Err(invalid("io_uring.sq_entries", "must be a power of two"));
+    }
+    if u.sqpoll_idle_ms > 0 && (u.coop_taskrun || u.defer_taskrun) {
+        return Err(invalid(
+            "io_uring.sqpoll_idle_ms",
+            "SQPOLL cannot be combined with coop_taskrun or defer_taskrun",
+        ));
+    }
+
     let r = &c.rtmp;
     non_empty_listen("rtmp.listen", &r.listen)?;
     in_range("rtmp.chunk_size", r.chunk_size.into(), 128, 65_536)?;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, IoUringConfig};
 use crate::fanout::{CoreHub, DeferredWakes, PublishPolicy, Registry, RingLimits};
 use guard::Sweeper;
 
@@ -175,7 +175,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 fn wait_for_signal() {
-    let Ok((rt, _)) = runtime::build(None) else {
+    let Ok((rt, _)) = runtime::build(None, &IoUringConfig::default()) else {
         // No runtime for signals: park forever; the process still dies on SIGTERM's default.
         loop {
             std::thread::park();
@@ -212,7 +212,7 @@ fn worker(
         what: what.to_owned(),
         source,
     };
-    let (rt, driver) = match runtime::build(cpu) {
+    let (rt, driver) = match runtime::build(cpu, &config.io_uring) {
         Ok(built) => built,
         Err(e) => {
             let _ = ready.send(Err(fail("building the runtime", e)));

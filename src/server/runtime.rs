@@ -12,16 +12,14 @@ use std::time::Duration;
 use compio::driver::{DriverType, ProactorBuilder};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use crate::config::IoUringConfig;
+
 pub use compio::BufResult;
 pub use compio::buf::{IntoInner, IoBuf};
 pub use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UdpSocket};
 pub use compio::runtime::{Runtime, spawn};
 pub use compio::time::{sleep, sleep_until};
-
-/// io_uring submission queue entries per runtime: enough for one write per watcher per tick
-/// at a few thousand watchers per core before the ring must be flushed mid-tick.
-const SQ_ENTRIES: u32 = 4096;
 
 /// Provided buffers in each runtime's pool (multishot receive of FTL media).
 const MEDIA_BUFFERS: std::num::NonZero<u16> = match std::num::NonZero::new(512) {
@@ -31,11 +29,18 @@ const MEDIA_BUFFERS: std::num::NonZero<u16> = match std::num::NonZero::new(512) 
 /// Bytes per provided buffer: FTL datagrams are at most 1392 bytes.
 const MEDIA_BUFFER_LEN: usize = 2048;
 
-/// Builds this thread's runtime, pinned to `cpu` when given. Returns it with a name for the
-/// driver in use ("io_uring" or "epoll fallback").
-pub fn build(cpu: Option<usize>) -> io::Result<(Runtime, &'static str)> {
+/// Builds this thread's runtime with the `[io_uring]` options, pinned to `cpu` when given.
+/// Returns it with a name for the driver in use ("io_uring" or "epoll fallback").
+pub fn build(cpu: Option<usize>, uring: &IoUringConfig) -> io::Result<(Runtime, &'static str)> {
     let mut proactor = ProactorBuilder::new();
-    proactor.capacity(SQ_ENTRIES);
+    proactor.capacity(uring.sq_entries);
+    proactor.coop_taskrun(uring.coop_taskrun);
+    proactor.taskrun_flag(uring.coop_taskrun);
+    proactor.single_issuer(uring.defer_taskrun);
+    proactor.defer_taskrun(uring.defer_taskrun);
+    if uring.sqpoll_idle_ms > 0 {
+        proactor.sqpoll_idle(Duration::from_millis(uring.sqpoll_idle_ms.into()));
+    }
     // Provided buffers for multishot UDP receive (FTL media): a keyframe burst is a few hundred
     // datagrams of at most 1392 bytes.
     proactor.buffer_pool_size(MEDIA_BUFFERS);
