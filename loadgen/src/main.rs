@@ -1,16 +1,28 @@
-//! `ringcast-loadgen`: RTMP publishers and watchers for benchmarking ringcast (and any other
-//! RTMP server), plus the kernel-ceiling baseline server.
+//! `ringcast-loadgen`: RTMP publishers, RTMP and fstream watchers for benchmarking ringcast (and,
+//! over RTMP, any other server), plus the kernel-ceiling baseline server.
 //!
-//! Subcommands: `publish`, `watch`, `kernel-ceiling`, and `ftl-publish` (an FTL publisher:
-//! control handshake, RTP over UDP, NACK answering, fed an H.264 Annex-B file and Opus audio).
-//! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given. `watch --processes K` re-executes itself K times
-//! and merges the children's JSON summaries.
+//! Subcommands:
+//! - `publish`: synthetic media over RTMP with a latency probe in every video frame.
+//! - `watch [--protocol rtmp|fstream|raw]`: many watchers on one epoll loop reporting latency,
+//!   time to first frame, rate, stalls and gaps as JSON. fstream watchers send
+//!   `watch,stream=APP/KEY` (or `watch,user=U,channel=C` for `fstream/U/C`) and read FLV; `raw`
+//!   reads the kernel-ceiling framing (`--raw` is the same). Video without a probe counts for
+//!   time to first frame, never for latency. `--processes K` re-executes itself K times and
+//!   merges the summaries.
+//! - `kernel-ceiling`: the one-write-per-message baseline server.
+//! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering, fed an
+//!   H.264 Annex-B file and Opus audio).
+//!
+//! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given.
 
 mod ceiling;
+mod framing;
+mod fstream;
 mod ftl;
 mod net;
 mod parse;
 mod publisher;
+mod rtmp_player;
 mod stats;
 mod synth;
 mod watcher;
@@ -18,10 +30,13 @@ mod watcher;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command as Proc, ExitCode, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::framing::PlayRequest;
+use crate::rtmp_player::RtmpPlay;
 use crate::stats::Summary;
 use crate::synth::MediaParams;
 
@@ -57,6 +72,25 @@ impl MediaArgs {
     }
 }
 
+/// What watchers speak.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchProtocol {
+    Rtmp,
+    Fstream,
+    /// The kernel-ceiling framing.
+    Raw,
+}
+
+/// The default server port of each protocol (the kernel ceiling's for `raw`).
+fn default_target(protocol: WatchProtocol) -> SocketAddr {
+    let port = match protocol {
+        WatchProtocol::Rtmp => 1935,
+        WatchProtocol::Fstream => ringcast::proto::fstream::DEFAULT_PORT,
+        WatchProtocol::Raw => 1936,
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Publish synthetic media over RTMP.
@@ -77,10 +111,18 @@ enum Cmd {
     },
     /// Play a stream with many watchers and report latency, rate, stalls and gaps.
     Watch {
-        #[arg(long, default_value = "127.0.0.1:1935")]
-        target: SocketAddr,
+        #[arg(long, value_enum, default_value = "rtmp")]
+        protocol: WatchProtocol,
+        /// Server address [default: 127.0.0.1:1935; fstream 127.0.0.1:61920; raw 127.0.0.1:1936].
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// Stream name `app/key`; over fstream `fstream/USER/CHANNEL` watches an fstream channel
+        /// and anything else is watched with `stream=app/key`.
         #[arg(long, default_value = "live/bench")]
         stream: String,
+        /// fstream: the channel password of an `fstream/USER/CHANNEL` stream.
+        #[arg(long)]
+        channel_password: Option<String>,
         #[arg(long, default_value_t = 100)]
         watchers: u64,
         /// Source addresses to bind, e.g. `127.0.0.1-127.0.0.50`.
@@ -95,8 +137,8 @@ enum Cmd {
         /// Seconds before latency, bytes, gaps and stalls are counted.
         #[arg(long, default_value_t = 5)]
         warmup: u64,
-        /// Read the kernel-ceiling framing instead of RTMP.
-        #[arg(long)]
+        /// Same as `--protocol raw` (kept for existing scripts).
+        #[arg(long, hide = true, conflicts_with = "protocol")]
         raw: bool,
         /// Milliseconds without data that count as a stall.
         #[arg(long, default_value_t = 1000)]
@@ -171,6 +213,34 @@ fn split_stream(s: &str) -> (String, String) {
     }
 }
 
+/// What every watcher asks the server for.
+fn play_request(
+    protocol: WatchProtocol,
+    target: SocketAddr,
+    stream: &str,
+    channel_password: Option<&str>,
+) -> Result<PlayRequest, String> {
+    if channel_password.is_some() && protocol != WatchProtocol::Fstream {
+        return Err("--channel-password is an fstream option".into());
+    }
+    Ok(match protocol {
+        WatchProtocol::Rtmp => {
+            let (app, stream) = split_stream(stream);
+            let tc_url = format!("rtmp://{target}/{app}");
+            PlayRequest::Rtmp(Rc::new(RtmpPlay {
+                app,
+                stream,
+                tc_url,
+            }))
+        }
+        WatchProtocol::Fstream => {
+            let payload = fstream::watch_payload(stream, channel_password)?;
+            PlayRequest::Fstream(fstream::handshake(&payload)?)
+        }
+        WatchProtocol::Raw => PlayRequest::Raw,
+    })
+}
+
 /// Re-executes this binary `k` times with the watchers split between them.
 fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
@@ -241,8 +311,10 @@ fn real_main() -> Result<(), String> {
             eprintln!("published {sent} frames");
         }
         Cmd::Watch {
+            protocol,
             target,
             stream,
+            channel_password,
             watchers,
             source_ips,
             ramp_per_sec,
@@ -256,7 +328,10 @@ fn real_main() -> Result<(), String> {
             allow_non_loopback,
             label,
         } => {
+            let protocol = if raw { WatchProtocol::Raw } else { protocol };
+            let target = target.unwrap_or_else(|| default_target(protocol));
             net::check_target(target, allow_non_loopback)?;
+            let request = play_request(protocol, target, &stream, channel_password.as_deref())?;
             let summary = if processes > 1 {
                 run_children(processes, watchers)?
             } else {
@@ -265,21 +340,18 @@ fn real_main() -> Result<(), String> {
                         "{watchers} watchers in one process (fd limit {nofile}); use --processes"
                     ));
                 }
-                let (app, key) = split_stream(&stream);
                 let sources = net::parse_ip_range(&source_ips)?;
                 if !allow_non_loopback && sources.iter().any(|ip| !ip.is_loopback()) {
                     return Err("source addresses must be in 127.0.0.0/8".into());
                 }
                 let cfg = watcher::WatchConfig {
                     target,
-                    app,
-                    stream: key,
+                    request,
                     watchers,
                     sources,
                     ramp_per_sec,
                     duration: Duration::from_secs(duration),
                     warmup: Duration::from_secs(warmup.min(duration)),
-                    raw,
                     stall_after: Duration::from_millis(stall_ms),
                     quiet,
                     label,

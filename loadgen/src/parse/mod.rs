@@ -11,6 +11,7 @@ pub mod flv;
 pub mod raw;
 pub mod rtmp;
 
+pub use flv::FlvParser;
 pub use raw::RawParser;
 pub use rtmp::RtmpParser;
 
