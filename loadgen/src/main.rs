@@ -1,14 +1,16 @@
-//! `ringcast-loadgen`: RTMP publishers, RTMP and fstream watchers for benchmarking ringcast (and,
+//! `ringcast-loadgen`: RTMP and fstream publishers and watchers for benchmarking ringcast (and,
 //! over RTMP, any other server), plus the kernel-ceiling baseline server.
 //!
 //! Subcommands:
-//! - `publish`: synthetic media over RTMP with a latency probe in every video frame.
+//! - `publish [--protocol rtmp|fstream] [--file X.flv [--loop=false]]`: synthetic media with a
+//!   latency probe in every video frame, or a real FLV file's tags paced by their timestamps
+//!   (looping by default, timestamps continued). Over fstream the stream is
+//!   `fstream/USER/CHANNEL`, sent as FLV after a `broadcast,user=..,user-password=..` handshake.
 //! - `watch [--protocol rtmp|fstream|raw]`: many watchers on one epoll loop reporting latency,
 //!   time to first frame, rate, stalls and gaps as JSON. fstream watchers send
 //!   `watch,stream=APP/KEY` (or `watch,user=U,channel=C` for `fstream/U/C`) and read FLV; `raw`
-//!   reads the kernel-ceiling framing (`--raw` is the same). Video without a probe counts for
-//!   time to first frame, never for latency. `--processes K` re-executes itself K times and
-//!   merges the summaries.
+//!   reads the kernel-ceiling framing (`--raw` is the same). A real file carries no probe:
+//!   latency count stays 0. `--processes K` re-executes itself K times and merges the summaries.
 //! - `kernel-ceiling`: the one-write-per-message baseline server.
 //! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering, fed an
 //!   H.264 Annex-B file and Opus audio).
@@ -16,6 +18,7 @@
 //! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given.
 
 mod ceiling;
+mod flv_file;
 mod framing;
 mod fstream;
 mod ftl;
@@ -23,6 +26,8 @@ mod net;
 mod parse;
 mod publisher;
 mod rtmp_player;
+mod sink;
+mod source;
 mod stats;
 mod synth;
 mod watcher;
@@ -35,8 +40,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::flv_file::{FlvFile, Playback};
 use crate::framing::PlayRequest;
 use crate::rtmp_player::RtmpPlay;
+use crate::sink::Route;
+use crate::source::{Source, Synthetic};
 use crate::stats::Summary;
 use crate::synth::MediaParams;
 
@@ -72,6 +80,13 @@ impl MediaArgs {
     }
 }
 
+/// What a publisher speaks.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishProtocol {
+    Rtmp,
+    Fstream,
+}
+
 /// What watchers speak.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum WatchProtocol {
@@ -93,17 +108,32 @@ fn default_target(protocol: WatchProtocol) -> SocketAddr {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Publish synthetic media over RTMP.
+    /// Publish synthetic media (or an FLV file) over RTMP or fstream.
     Publish {
-        /// Server address.
-        #[arg(long, default_value = "127.0.0.1:1935")]
-        target: SocketAddr,
-        /// Stream name as `app/key`.
+        #[arg(long, value_enum, default_value = "rtmp")]
+        protocol: PublishProtocol,
+        /// Server address [default: 127.0.0.1:1935, or 127.0.0.1:61920 for fstream].
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// Stream name: `app/key` over RTMP; `fstream/USER/CHANNEL` over fstream.
         #[arg(long, default_value = "live/bench")]
         stream: String,
+        /// fstream: the user's password (`user-password=`).
+        #[arg(long)]
+        user_password: Option<String>,
+        /// fstream: a password watchers of the channel must give (`channel-password=`).
+        #[arg(long)]
+        channel_password: Option<String>,
+        /// Send this FLV file's tags, paced by their timestamps, instead of synthetic media
+        /// (whose options below are then ignored). Watchers get no latency probe from it.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --file: start over at the end, timestamps continuing (`--loop=false`: play once).
+        #[arg(long = "loop", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        looping: bool,
         #[command(flatten)]
         media: MediaArgs,
-        /// Seconds to publish; 0 publishes until killed.
+        /// Seconds to publish; 0 publishes until killed (or until a file played once ends).
         #[arg(long, default_value_t = 0)]
         duration: u64,
         #[arg(long)]
@@ -213,6 +243,32 @@ fn split_stream(s: &str) -> (String, String) {
     }
 }
 
+/// How a publisher reaches its stream.
+fn publish_route(
+    protocol: PublishProtocol,
+    stream: &str,
+    user_password: Option<&str>,
+    channel_password: Option<&str>,
+) -> Result<Route, String> {
+    match protocol {
+        PublishProtocol::Rtmp => {
+            if user_password.is_some() || channel_password.is_some() {
+                return Err("--user-password and --channel-password are fstream options".into());
+            }
+            let (app, stream) = split_stream(stream);
+            Ok(Route::Rtmp { app, stream })
+        }
+        PublishProtocol::Fstream => {
+            let user_password = user_password
+                .ok_or("an fstream broadcast needs --user-password (the relay checks it)")?;
+            let payload = fstream::broadcast_payload(stream, user_password, channel_password)?;
+            Ok(Route::Fstream {
+                handshake: fstream::handshake(&payload)?,
+            })
+        }
+    }
+}
+
 /// What every watcher asks the server for.
 fn play_request(
     protocol: WatchProtocol,
@@ -292,22 +348,49 @@ fn real_main() -> Result<(), String> {
     let nofile = net::raise_nofile();
     match cli.cmd {
         Cmd::Publish {
+            protocol,
             target,
             stream,
+            user_password,
+            channel_password,
+            file,
+            looping,
             media,
             duration,
             allow_non_loopback,
         } => {
+            let target = target.unwrap_or_else(|| {
+                default_target(match protocol {
+                    PublishProtocol::Rtmp => WatchProtocol::Rtmp,
+                    PublishProtocol::Fstream => WatchProtocol::Fstream,
+                })
+            });
             net::check_target(target, allow_non_loopback)?;
-            let (app, key) = split_stream(&stream);
+            let route = publish_route(
+                protocol,
+                &stream,
+                user_password.as_deref(),
+                channel_password.as_deref(),
+            )?;
+            let source = match file {
+                Some(path) => {
+                    let file = FlvFile::open(&path)?;
+                    eprintln!(
+                        "{}: {} ms per pass{}",
+                        path.display(),
+                        file.period_ms(),
+                        if looping { ", looping" } else { "" }
+                    );
+                    Source::File(Playback::new(file, looping))
+                }
+                None => Source::Synthetic(Synthetic::new(media.params())),
+            };
             let cfg = publisher::PublishConfig {
                 target,
-                app,
-                stream: key,
-                media: media.params(),
+                route,
                 duration: Duration::from_secs(duration),
             };
-            let sent = publisher::run(&cfg)?;
+            let sent = publisher::run(&cfg, source)?;
             eprintln!("published {sent} frames");
         }
         Cmd::Watch {
