@@ -1,16 +1,33 @@
-//! `ringcast-loadgen`: RTMP publishers and watchers for benchmarking ringcast (and any other
-//! RTMP server), plus the kernel-ceiling baseline server.
+//! `ringcast-loadgen`: RTMP and fstream publishers and watchers for benchmarking ringcast (and,
+//! over RTMP, any other server), plus the kernel-ceiling baseline server.
 //!
-//! Subcommands: `publish`, `watch`, `kernel-ceiling`, and `ftl-publish` (an FTL publisher:
-//! control handshake, RTP over UDP, NACK answering, fed an H.264 Annex-B file and Opus audio).
-//! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given. `watch --processes K` re-executes itself K times
-//! and merges the children's JSON summaries.
+//! Subcommands:
+//! - `publish [--protocol rtmp|fstream] [--file X.flv [--loop=false]]`: synthetic media with a
+//!   latency probe in every video frame, or a real FLV file's tags paced by their timestamps
+//!   (looping by default, timestamps continued). Over fstream the stream is
+//!   `fstream/USER/CHANNEL`, sent as FLV after a `broadcast,user=..,user-password=..` handshake.
+//! - `watch [--protocol rtmp|fstream|raw]`: many watchers on one epoll loop reporting latency,
+//!   time to first frame, rate, stalls and gaps as JSON. fstream watchers send
+//!   `watch,stream=APP/KEY` (or `watch,user=U,channel=C` for `fstream/U/C`) and read FLV; `raw`
+//!   reads the kernel-ceiling framing (`--raw` is the same). A real file carries no probe:
+//!   latency count stays 0. `--processes K` re-executes itself K times and merges the summaries.
+//! - `kernel-ceiling`: the one-write-per-message baseline server.
+//! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering, fed an
+//!   H.264 Annex-B file and Opus audio).
+//!
+//! Targets outside 127.0.0.0/8 are refused unless `--allow-non-loopback` is given.
 
 mod ceiling;
+mod flv_file;
+mod framing;
+mod fstream;
 mod ftl;
 mod net;
 mod parse;
 mod publisher;
+mod rtmp_player;
+mod sink;
+mod source;
 mod stats;
 mod synth;
 mod watcher;
@@ -18,10 +35,16 @@ mod watcher;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command as Proc, ExitCode, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::flv_file::{FlvFile, Playback};
+use crate::framing::PlayRequest;
+use crate::rtmp_player::RtmpPlay;
+use crate::sink::Route;
+use crate::source::{Source, Synthetic};
 use crate::stats::Summary;
 use crate::synth::MediaParams;
 
@@ -57,19 +80,60 @@ impl MediaArgs {
     }
 }
 
+/// What a publisher speaks.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishProtocol {
+    Rtmp,
+    Fstream,
+}
+
+/// What watchers speak.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchProtocol {
+    Rtmp,
+    Fstream,
+    /// The kernel-ceiling framing.
+    Raw,
+}
+
+/// The default server port of each protocol (the kernel ceiling's for `raw`).
+fn default_target(protocol: WatchProtocol) -> SocketAddr {
+    let port = match protocol {
+        WatchProtocol::Rtmp => 1935,
+        WatchProtocol::Fstream => ringcast::proto::fstream::DEFAULT_PORT,
+        WatchProtocol::Raw => 1936,
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Publish synthetic media over RTMP.
+    /// Publish synthetic media (or an FLV file) over RTMP or fstream.
     Publish {
-        /// Server address.
-        #[arg(long, default_value = "127.0.0.1:1935")]
-        target: SocketAddr,
-        /// Stream name as `app/key`.
+        #[arg(long, value_enum, default_value = "rtmp")]
+        protocol: PublishProtocol,
+        /// Server address [default: 127.0.0.1:1935, or 127.0.0.1:61920 for fstream].
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// Stream name: `app/key` over RTMP; `fstream/USER/CHANNEL` over fstream.
         #[arg(long, default_value = "live/bench")]
         stream: String,
+        /// fstream: the user's password (`user-password=`).
+        #[arg(long)]
+        user_password: Option<String>,
+        /// fstream: a password watchers of the channel must give (`channel-password=`).
+        #[arg(long)]
+        channel_password: Option<String>,
+        /// Send this FLV file's tags, paced by their timestamps, instead of synthetic media
+        /// (whose options below are then ignored). Watchers get no latency probe from it.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --file: start over at the end, timestamps continuing (`--loop=false`: play once).
+        #[arg(long = "loop", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        looping: bool,
         #[command(flatten)]
         media: MediaArgs,
-        /// Seconds to publish; 0 publishes until killed.
+        /// Seconds to publish; 0 publishes until killed (or until a file played once ends).
         #[arg(long, default_value_t = 0)]
         duration: u64,
         #[arg(long)]
@@ -77,10 +141,18 @@ enum Cmd {
     },
     /// Play a stream with many watchers and report latency, rate, stalls and gaps.
     Watch {
-        #[arg(long, default_value = "127.0.0.1:1935")]
-        target: SocketAddr,
+        #[arg(long, value_enum, default_value = "rtmp")]
+        protocol: WatchProtocol,
+        /// Server address [default: 127.0.0.1:1935; fstream 127.0.0.1:61920; raw 127.0.0.1:1936].
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// Stream name `app/key`; over fstream `fstream/USER/CHANNEL` watches an fstream channel
+        /// and anything else is watched with `stream=app/key`.
         #[arg(long, default_value = "live/bench")]
         stream: String,
+        /// fstream: the channel password of an `fstream/USER/CHANNEL` stream.
+        #[arg(long)]
+        channel_password: Option<String>,
         #[arg(long, default_value_t = 100)]
         watchers: u64,
         /// Source addresses to bind, e.g. `127.0.0.1-127.0.0.50`.
@@ -95,8 +167,8 @@ enum Cmd {
         /// Seconds before latency, bytes, gaps and stalls are counted.
         #[arg(long, default_value_t = 5)]
         warmup: u64,
-        /// Read the kernel-ceiling framing instead of RTMP.
-        #[arg(long)]
+        /// Same as `--protocol raw` (kept for existing scripts).
+        #[arg(long, hide = true, conflicts_with = "protocol")]
         raw: bool,
         /// Milliseconds without data that count as a stall.
         #[arg(long, default_value_t = 1000)]
@@ -171,6 +243,60 @@ fn split_stream(s: &str) -> (String, String) {
     }
 }
 
+/// How a publisher reaches its stream.
+fn publish_route(
+    protocol: PublishProtocol,
+    stream: &str,
+    user_password: Option<&str>,
+    channel_password: Option<&str>,
+) -> Result<Route, String> {
+    match protocol {
+        PublishProtocol::Rtmp => {
+            if user_password.is_some() || channel_password.is_some() {
+                return Err("--user-password and --channel-password are fstream options".into());
+            }
+            let (app, stream) = split_stream(stream);
+            Ok(Route::Rtmp { app, stream })
+        }
+        PublishProtocol::Fstream => {
+            let user_password = user_password
+                .ok_or("an fstream broadcast needs --user-password (the relay checks it)")?;
+            let payload = fstream::broadcast_payload(stream, user_password, channel_password)?;
+            Ok(Route::Fstream {
+                handshake: fstream::handshake(&payload)?,
+            })
+        }
+    }
+}
+
+/// What every watcher asks the server for.
+fn play_request(
+    protocol: WatchProtocol,
+    target: SocketAddr,
+    stream: &str,
+    channel_password: Option<&str>,
+) -> Result<PlayRequest, String> {
+    if channel_password.is_some() && protocol != WatchProtocol::Fstream {
+        return Err("--channel-password is an fstream option".into());
+    }
+    Ok(match protocol {
+        WatchProtocol::Rtmp => {
+            let (app, stream) = split_stream(stream);
+            let tc_url = format!("rtmp://{target}/{app}");
+            PlayRequest::Rtmp(Rc::new(RtmpPlay {
+                app,
+                stream,
+                tc_url,
+            }))
+        }
+        WatchProtocol::Fstream => {
+            let payload = fstream::watch_payload(stream, channel_password)?;
+            PlayRequest::Fstream(fstream::handshake(&payload)?)
+        }
+        WatchProtocol::Raw => PlayRequest::Raw,
+    })
+}
+
 /// Re-executes this binary `k` times with the watchers split between them.
 fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
@@ -222,27 +348,56 @@ fn real_main() -> Result<(), String> {
     let nofile = net::raise_nofile();
     match cli.cmd {
         Cmd::Publish {
+            protocol,
             target,
             stream,
+            user_password,
+            channel_password,
+            file,
+            looping,
             media,
             duration,
             allow_non_loopback,
         } => {
+            let target = target.unwrap_or_else(|| {
+                default_target(match protocol {
+                    PublishProtocol::Rtmp => WatchProtocol::Rtmp,
+                    PublishProtocol::Fstream => WatchProtocol::Fstream,
+                })
+            });
             net::check_target(target, allow_non_loopback)?;
-            let (app, key) = split_stream(&stream);
+            let route = publish_route(
+                protocol,
+                &stream,
+                user_password.as_deref(),
+                channel_password.as_deref(),
+            )?;
+            let source = match file {
+                Some(path) => {
+                    let file = FlvFile::open(&path)?;
+                    eprintln!(
+                        "{}: {} ms per pass{}",
+                        path.display(),
+                        file.period_ms(),
+                        if looping { ", looping" } else { "" }
+                    );
+                    Source::File(Playback::new(file, looping))
+                }
+                None => Source::Synthetic(Synthetic::new(media.params())),
+            };
             let cfg = publisher::PublishConfig {
                 target,
-                app,
-                stream: key,
-                media: media.params(),
+                route,
                 duration: Duration::from_secs(duration),
             };
-            let sent = publisher::run(&cfg)?;
+            let sent = publisher::run(&cfg, source)?;
             eprintln!("published {sent} frames");
         }
         Cmd::Watch {
+            protocol,
             target,
             stream,
+            channel_password,
             watchers,
             source_ips,
             ramp_per_sec,
@@ -256,7 +411,10 @@ fn real_main() -> Result<(), String> {
             allow_non_loopback,
             label,
         } => {
+            let protocol = if raw { WatchProtocol::Raw } else { protocol };
+            let target = target.unwrap_or_else(|| default_target(protocol));
             net::check_target(target, allow_non_loopback)?;
+            let request = play_request(protocol, target, &stream, channel_password.as_deref())?;
             let summary = if processes > 1 {
                 run_children(processes, watchers)?
             } else {
@@ -265,21 +423,18 @@ fn real_main() -> Result<(), String> {
                         "{watchers} watchers in one process (fd limit {nofile}); use --processes"
                     ));
                 }
-                let (app, key) = split_stream(&stream);
                 let sources = net::parse_ip_range(&source_ips)?;
                 if !allow_non_loopback && sources.iter().any(|ip| !ip.is_loopback()) {
                     return Err("source addresses must be in 127.0.0.0/8".into());
                 }
                 let cfg = watcher::WatchConfig {
                     target,
-                    app,
-                    stream: key,
+                    request,
                     watchers,
                     sources,
                     ramp_per_sec,
                     duration: Duration::from_secs(duration),
                     warmup: Duration::from_secs(warmup.min(duration)),
-                    raw,
                     stall_after: Duration::from_millis(stall_ms),
                     quiet,
                     label,

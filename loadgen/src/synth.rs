@@ -1,10 +1,10 @@
 //! Synthetic media: legacy AVC and AAC FLV bodies at a chosen bitrate, frame rate and GOP, with
 //! a probe (magic, sequence number, send time) embedded in every video frame.
 //!
-//! The same bodies feed the RTMP publisher and the kernel-ceiling server, so both deliver the
-//! same bytes. The probe sits inside the fake NAL unit, so a player would see a (garbage) NAL of
-//! the declared size, and a watcher reads the probe from the first [`PROBE_END`] bytes of a
-//! message without reassembling it. No IO here; the clock is read only by [`monotonic_ns`].
+//! The same bodies feed the publisher (over RTMP or fstream, through [`crate::source`]) and the
+//! kernel-ceiling server, so all deliver the same media. The probe sits inside the fake NAL unit,
+//! so a player would see a (garbage) NAL of the declared size, and a watcher reads the probe from
+//! the first [`PROBE_END`] bytes of a message without reassembling it. No IO here; the clock is read only by [`monotonic_ns`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 

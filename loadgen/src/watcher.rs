@@ -1,11 +1,12 @@
-//! Watchers: many non-blocking sockets on one epoll loop (mio), each an RTMP player (or a raw
-//! reader of the kernel-ceiling framing), measuring latency, time to first frame, rate, stalls
-//! and frame gaps.
+//! Watchers: many non-blocking sockets on one epoll loop (mio), each an RTMP player, an fstream
+//! watcher reading FLV, or a raw reader of the kernel-ceiling framing, measuring latency, time to
+//! first frame, rate, stalls and frame gaps.
 //!
 //! One thread, one shared read buffer, and per watcher only a small parser state, so thousands
-//! of watchers cost little memory and CPU next to the relay they load. The RTMP side uses
-//! ringcast's sans-IO handshake and command encoding; media is parsed by [`crate::parse`]
-//! without reassembly.
+//! of watchers cost little memory and CPU next to the relay they load. What each protocol needs
+//! (handshakes, answers to the server, framing) lives behind [`Framing`]; this loop only
+//! connects, reads, writes and counts. Video without a probe (a real file) still counts for time
+//! to first frame and frames, never for latency or gaps.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,10 +16,10 @@ use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use ringcast::proto::amf0::{Command, Limits as AmfLimits, Value};
-use ringcast::proto::rtmp::{ClientHandshake, encode_message};
+use ringcast::media::{FrameRole, MediaKind, classify};
 
-use crate::parse::{Parsed, RawParser, RtmpParser};
+use crate::framing::{Framing, PlayRequest};
+use crate::parse::Parsed;
 use crate::stats::{Summary, WatcherStats, new_histogram, to_pairs};
 use crate::synth::{monotonic_ns, read_probe};
 
@@ -26,50 +27,28 @@ use crate::synth::{monotonic_ns, read_probe};
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
     pub target: SocketAddr,
-    pub app: String,
-    pub stream: String,
+    pub request: PlayRequest,
     pub watchers: u64,
     pub sources: Vec<Ipv4Addr>,
     pub ramp_per_sec: f64,
     pub duration: Duration,
     pub warmup: Duration,
-    pub raw: bool,
     pub stall_after: Duration,
     pub quiet: bool,
     pub label: String,
 }
 
-enum Phase {
-    Connecting,
-    Handshake(Box<ClientHandshake>, BytesMut),
-    Session,
-}
-
-enum Parser {
-    Rtmp(RtmpParser),
-    Raw(RawParser),
-}
-
 struct Watcher {
     stream: TcpStream,
-    phase: Phase,
-    parser: Parser,
+    /// `None` while the TCP connect is in progress.
+    framing: Option<Framing>,
     out: BytesMut,
     started_ns: u64,
-    play_sent_ns: u64,
-    ack_window: u32,
-    unacked: u32,
-    received: u32,
     stats: WatcherStats,
 }
 
 /// The error text for an orderly close by the server (counted as a disconnect, not an error).
 const CLOSED_BY_PEER: &str = "closed by peer";
-const CSID_CONTROL: u32 = 2;
-const CSID_COMMAND: u32 = 3;
-const TXN_CONNECT: f64 = 1.0;
-const TXN_CREATE_STREAM: f64 = 2.0;
-const TXN_PLAY: f64 = 3.0;
 
 #[derive(Default)]
 struct Totals {
@@ -94,16 +73,12 @@ struct Run {
     measuring: bool,
 }
 
-fn command(out: &mut BytesMut, stream_id: u32, name: &str, txn: f64, args: Vec<Value>) {
-    let cmd = Command {
-        name: name.into(),
-        transaction_id: txn,
-        command_object: Value::Null,
-        args,
-    };
-    let mut body = BytesMut::new();
-    cmd.encode(&mut body);
-    encode_message(out, CSID_COMMAND, 0, 20, stream_id, &body, 128);
+/// True for a coded video frame a player would show (not a sequence header or an info frame).
+fn is_picture(head: &[u8]) -> bool {
+    matches!(
+        classify(MediaKind::Video, head),
+        FrameRole::Keyframe | FrameRole::Inter | FrameRole::Disposable
+    )
 }
 
 impl Run {
@@ -111,7 +86,7 @@ impl Run {
         let Some(w) = self.watchers[idx].take() else {
             return;
         };
-        if matches!(w.phase, Phase::Connecting) {
+        if w.framing.is_none() {
             self.totals.connect_failures += 1;
         } else if err == CLOSED_BY_PEER {
             self.totals.disconnects += 1;
@@ -148,21 +123,11 @@ impl Run {
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let parser = if self.cfg.raw {
-            Parser::Raw(RawParser::default())
-        } else {
-            Parser::Rtmp(RtmpParser::default())
-        };
         self.watchers.push(Some(Watcher {
             stream,
-            phase: Phase::Connecting,
-            parser,
+            framing: None,
             out: BytesMut::new(),
             started_ns: monotonic_ns(),
-            play_sent_ns: 0,
-            ack_window: 0,
-            unacked: 0,
-            received: 0,
             stats: WatcherStats::default(),
         }));
         Ok(())
@@ -172,7 +137,7 @@ impl Run {
         let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if matches!(w.phase, Phase::Connecting) {
+        if w.framing.is_none() {
             match w.stream.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => return self.fail(idx, format!("connect: {e}")),
@@ -184,15 +149,11 @@ impl Run {
                 return self.fail(idx, format!("connect: {e}"));
             }
             self.totals.connected += 1;
-            if self.cfg.raw {
-                w.phase = Phase::Session;
-                w.play_sent_ns = monotonic_ns();
-            } else {
-                let mut random = [0u8; ringcast::proto::rtmp::handshake::RANDOM_SIZE];
-                random[..8].copy_from_slice(&monotonic_ns().to_be_bytes());
-                let hs = ClientHandshake::new_simple(random, &mut w.out);
-                w.phase = Phase::Handshake(Box::new(hs), BytesMut::new());
-            }
+            w.framing = Some(Framing::start(
+                &self.cfg.request,
+                &mut w.out,
+                monotonic_ns(),
+            ));
         }
         if let Err(e) = self.flush(idx) {
             return self.fail(idx, format!("write: {e}"));
@@ -226,6 +187,9 @@ impl Run {
             let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
                 return Ok(());
             };
+            let Some(framing) = w.framing.as_mut() else {
+                return Ok(());
+            };
             let n = match w.stream.read(&mut self.buf) {
                 Ok(0) => return Err(CLOSED_BY_PEER.into()),
                 Ok(n) => n,
@@ -240,73 +204,40 @@ impl Run {
             }
             w.stats
                 .on_tick(now, true, self.cfg.stall_after.as_nanos() as u64);
-            w.received = w.received.wrapping_add(n as u32);
-            w.unacked = w.unacked.saturating_add(n as u32);
-            let data = &self.buf[..n];
             self.parsed.clear();
-            match &mut w.phase {
-                Phase::Connecting => return Ok(()),
-                Phase::Handshake(hs, inbuf) => {
-                    inbuf.extend_from_slice(data);
-                    let done = hs
-                        .handle_input(inbuf, &mut w.out)
-                        .map_err(|e| format!("handshake: {e}"))?;
-                    if done {
-                        let rest = std::mem::take(inbuf);
-                        w.phase = Phase::Session;
-                        let app = self.cfg.app.clone();
-                        let tc_url = format!("rtmp://{}/{}", self.cfg.target, app);
-                        let connect = Command {
-                            name: "connect".into(),
-                            transaction_id: TXN_CONNECT,
-                            command_object: Value::Object(vec![
-                                ("app".into(), Value::String(app)),
-                                ("tcUrl".into(), Value::String(tc_url)),
-                                ("fpad".into(), Value::Boolean(false)),
-                                ("capabilities".into(), Value::Number(15.0)),
-                                ("audioCodecs".into(), Value::Number(3191.0)),
-                                ("videoCodecs".into(), Value::Number(252.0)),
-                                ("videoFunction".into(), Value::Number(1.0)),
-                            ]),
-                            args: Vec::new(),
-                        };
-                        let mut body = BytesMut::new();
-                        connect.encode(&mut body);
-                        encode_message(&mut w.out, CSID_COMMAND, 0, 20, 0, &body, 128);
-                        command(&mut w.out, 0, "createStream", TXN_CREATE_STREAM, vec![]);
-                        if let Parser::Rtmp(p) = &mut w.parser {
-                            p.feed(&rest, &mut self.parsed).map_err(|e| e.to_string())?;
-                        }
-                    }
-                }
-                Phase::Session => match &mut w.parser {
-                    Parser::Rtmp(p) => p.feed(data, &mut self.parsed).map_err(|e| e.to_string())?,
-                    Parser::Raw(p) => p.feed(data, &mut self.parsed),
-                },
-            }
-            self.handle_parsed(idx, now)?;
+            framing.handle_input(&self.buf[..n], now, &mut w.out, &mut self.parsed)?;
+            self.handle_media(idx, now);
         }
     }
 
-    fn handle_parsed(&mut self, idx: usize, now: u64) -> Result<(), String> {
+    /// Accounts the media of one read: time to first frame, frames, gaps and latency.
+    fn handle_media(&mut self, idx: usize, now: u64) {
         let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
-            return Ok(());
+            return;
         };
+        let requested_ns = w.framing.as_ref().map_or(0, Framing::requested_ns);
         for msg in self.parsed.drain(..) {
             match msg {
                 Parsed::Video { head, .. } => {
-                    let Some(p) = read_probe(head.as_slice()) else {
+                    let head = head.as_slice();
+                    if !is_picture(head) {
                         continue;
-                    };
+                    }
                     if w.stats.first_frame_ns.is_none() {
                         w.stats.first_frame_ns = Some(now);
                         self.totals.playing += 1;
                         self.ttff
                             .saturating_record((now.saturating_sub(w.started_ns) / 1000).max(1));
                     }
+                    let Some(p) = read_probe(head) else {
+                        if self.measuring {
+                            w.stats.video_frames += 1;
+                        }
+                        continue;
+                    };
                     if self.measuring {
                         w.stats.on_probe(p);
-                        if p.sent_ns >= w.play_sent_ns {
+                        if requested_ns > 0 && p.sent_ns >= requested_ns {
                             self.latency
                                 .saturating_record((now.saturating_sub(p.sent_ns) / 1000).max(1));
                         }
@@ -315,49 +246,9 @@ impl Run {
                     }
                 }
                 Parsed::Audio { .. } => w.stats.audio_frames += 1,
-                Parsed::Control { type_id: 5, body } if body.len() >= 4 => {
-                    w.ack_window = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-                }
-                // User control: answer PingRequest (6) with PingResponse (7). RTMP 1.0 §7.1.7.
-                Parsed::Control { type_id: 4, body } if body.len() >= 6 && body[..2] == [0, 6] => {
-                    let mut pong = [0u8; 6];
-                    pong[1] = 7;
-                    pong[2..].copy_from_slice(&body[2..6]);
-                    encode_message(&mut w.out, CSID_CONTROL, 0, 4, 0, &pong, 128);
-                }
-                Parsed::Control { type_id: 20, body } => {
-                    let Ok(cmd) = Command::decode(&body, &AmfLimits::default()) else {
-                        continue;
-                    };
-                    match cmd.name.as_str() {
-                        "_result" if cmd.transaction_id == TXN_CREATE_STREAM => {
-                            let id = cmd.arg(0).and_then(Value::as_number).unwrap_or(1.0) as u32;
-                            let args =
-                                vec![Value::String(self.cfg.stream.clone()), Value::Number(-1.0)];
-                            command(&mut w.out, id, "play", TXN_PLAY, args);
-                            w.play_sent_ns = monotonic_ns();
-                        }
-                        "_error" => return Err(format!("server error: {:?}", cmd.arg(0))),
-                        _ => {}
-                    }
-                }
                 Parsed::Control { .. } => {}
             }
         }
-        // Acknowledgement once a window's worth arrived. RTMP 1.0 §5.4.3.
-        if w.ack_window > 0 && w.unacked >= w.ack_window {
-            w.unacked = 0;
-            encode_message(
-                &mut w.out,
-                CSID_CONTROL,
-                0,
-                3,
-                0,
-                &w.received.to_be_bytes(),
-                128,
-            );
-        }
-        Ok(())
     }
 
     fn tick(&mut self, now: u64) {
@@ -397,21 +288,29 @@ impl Run {
             .flatten()
             .filter(|w| w.stats.in_stall)
             .count();
+        // No probes (a real file, or still warming up): no latency to show, rather than 0.
+        let p99 = if self.latency.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.1}ms",
+                self.latency.value_at_quantile(0.99) as f64 / 1000.0
+            )
+        };
         eprintln!(
-            "{}t={elapsed:5.1}s open={} playing={} fail={} drop={} stalled={stalled} {rate:.3} Gbit/s p99={:.1}ms{}",
+            "{}t={elapsed:5.1}s open={} playing={} fail={} drop={} stalled={stalled} {rate:.3} Gbit/s p99={p99}{}",
             self.cfg.label,
             self.watchers.iter().flatten().count(),
             self.totals.playing,
             self.totals.connect_failures,
             self.totals.disconnects,
-            self.latency.value_at_quantile(0.99) as f64 / 1000.0,
             if self.measuring { "" } else { " (warm-up)" },
         );
     }
 
     fn summary(&self) -> Summary {
         let mut s = Summary {
-            mode: if self.cfg.raw { "raw" } else { "rtmp" }.into(),
+            mode: self.cfg.request.mode().into(),
             target: self.cfg.target.to_string(),
             processes: 1,
             watchers_requested: self.cfg.watchers,

@@ -1,74 +1,13 @@
-//! Lean stream parsers for watchers: RTMP chunks (after the handshake) and the kernel-ceiling
-//! baseline's length-prefixed framing.
+//! The RTMP chunk-stream parser for players, fed from the first byte after the handshake.
 //!
-//! Neither reassembles media: a video message yields only its first [`PROBE_END`] bytes and its
-//! length, so a watcher's cost is the kernel copy plus a few bytes of header work per chunk.
-//! Small control and command messages are kept whole (up to [`MAX_CONTROL_LEN`]) because the
-//! watcher must answer them. RTMP 1.0 §5.3 (chunk format); everything from the wire is
-//! bounds-checked and an error ends the connection, never a panic.
+//! Media messages yield their first bytes and length only; small control and command messages
+//! are kept whole (up to [`MAX_CONTROL_LEN`]) because the player must answer them. RTMP 1.0 §5.3
+//! (chunk format).
 
-use crate::synth::PROBE_END;
+use super::{Head, MAX_CONTROL_LEN, ParseError, Parsed};
 
-/// Largest non-media message body kept whole.
-pub const MAX_CONTROL_LEN: usize = 64 * 1024;
 const MAX_CHUNK_SIZE: u32 = 0x00ff_ffff;
 const MAX_CHUNK_STREAMS: usize = 64;
-
-/// What a parser reports, in stream order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
-    /// A complete video message: its length and first bytes.
-    Video { len: usize, head: Head },
-    /// A complete audio message.
-    Audio { len: usize },
-    /// A complete non-media message (RTMP type id and body).
-    Control { type_id: u8, body: Vec<u8> },
-}
-
-/// The first bytes of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub bytes: [u8; PROBE_END],
-    pub len: usize,
-}
-
-impl Head {
-    const EMPTY: Head = Head {
-        bytes: [0; PROBE_END],
-        len: 0,
-    };
-
-    pub fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-
-    fn fill(&mut self, data: &[u8]) {
-        let n = (PROBE_END - self.len).min(data.len());
-        self.bytes[self.len..self.len + n].copy_from_slice(&data[..n]);
-        self.len += n;
-    }
-}
-
-/// Why a stream could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// fmt 1..3 on a chunk stream with no previous header.
-    NoPreviousHeader {
-        csid: u32,
-    },
-    TooManyChunkStreams,
-    BadChunkSize(u32),
-    /// A fmt 0..2 header that changes a message in flight (RTMP forbids it).
-    HeaderMidMessage {
-        csid: u32,
-    },
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
 
 #[derive(Debug, Clone)]
 struct ChunkStream {
@@ -258,55 +197,6 @@ impl RtmpParser {
     }
 }
 
-/// The kernel-ceiling framing: `u32 BE length`, `u8 type` (8 audio, 9 video), then the body.
-#[derive(Debug, Default)]
-pub struct RawParser {
-    hdr: Vec<u8>,
-    /// (type, total length, bytes left, head)
-    in_msg: Option<(u8, u32, u32, Head)>,
-}
-
-/// Bytes of the raw framing's header.
-pub const RAW_HEADER: usize = 5;
-
-impl RawParser {
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Parsed>) {
-        loop {
-            let Some((ty, len, left, mut head)) = self.in_msg else {
-                while self.hdr.len() < RAW_HEADER {
-                    let Some((&b, rest)) = input.split_first() else {
-                        return;
-                    };
-                    self.hdr.push(b);
-                    input = rest;
-                }
-                let len = u32::from_be_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]]);
-                self.in_msg = Some((self.hdr[4], len, len, Head::EMPTY));
-                self.hdr.clear();
-                continue;
-            };
-            let n = (left as usize).min(input.len());
-            head.fill(&input[..n]);
-            input = &input[n..];
-            let left = left - n as u32;
-            if left > 0 {
-                self.in_msg = Some((ty, len, left, head));
-                return;
-            }
-            self.in_msg = None;
-            let len = len as usize;
-            out.push(match ty {
-                9 => Parsed::Video { len, head },
-                8 => Parsed::Audio { len },
-                t => Parsed::Control {
-                    type_id: t,
-                    body: Vec::new(),
-                },
-            });
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -378,27 +268,5 @@ mod tests {
         let mut p = RtmpParser::default();
         let err = p.feed(&[0xc6, 0, 0], &mut Vec::new()).unwrap_err();
         assert_eq!(err, ParseError::NoPreviousHeader { csid: 6 });
-    }
-
-    #[test]
-    fn raw_framing_splits() {
-        let v = video_frame(500, false, 3, 5);
-        let mut bytes = Vec::new();
-        for _ in 0..2 {
-            bytes.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            bytes.push(9);
-            bytes.extend_from_slice(&v);
-        }
-        for split in 0..bytes.len() {
-            let mut p = RawParser::default();
-            let mut out = Vec::new();
-            p.feed(&bytes[..split], &mut out);
-            p.feed(&bytes[split..], &mut out);
-            assert_eq!(out.len(), 2);
-            let Parsed::Video { head, .. } = &out[1] else {
-                panic!()
-            };
-            assert_eq!(read_probe(head.as_slice()).unwrap().seq, 3);
-        }
     }
 }
