@@ -24,6 +24,7 @@ mod fstream;
 mod ftl;
 mod net;
 mod parse;
+mod plot;
 mod publisher;
 mod rtmp_player;
 mod sink;
@@ -230,6 +231,15 @@ enum Cmd {
         duration: Option<f64>,
         #[arg(long)]
         allow_non_loopback: bool,
+    },
+    /// Draw a bench-matrix directory (rows.tsv and the cells' JSON) as an SVG plot.
+    Plot {
+        /// The `$OUT` of scripts/bench-matrix.sh.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The SVG to write; default `DIR/plot.svg`.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -491,6 +501,7 @@ fn real_main() -> Result<(), String> {
                 return Err(format!("ftl-publish: the server answered {code}"));
             }
         }
+        Cmd::Plot { dir, out } => eprintln!("wrote {}", plot::run(&dir, out.as_deref())?.display()),
     }
     Ok(())
 }
