@@ -9,7 +9,7 @@
 # for the kernel ceiling, which makes its own media), sample RSS with 0 watchers, start N
 # watchers, and after the warm-up sample the server's CPU (utime+stime from /proc/PID/stat) over
 # a fixed window and its RSS. Results in $OUT: `<series>-<n>.json` (the watchers' summary),
-# rows.tsv (series, n, relay CPU, RSS before, RSS after, loadgen CPU) and table.md.
+# rows.tsv (series, n, relay CPU, RSS before, RSS after, loadgen CPU), table.md and plot.svg.
 #
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 500 1000 2000)
 # Env:   WORKERS=1 COALESCE_US=0 DURATION=20 WARMUP=6 RAMP=1000 OUT=bench-out LG_PROCS=1
@@ -200,3 +200,6 @@ done
         series, n, playing, cpu, lcpu, gbps, wmbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
   done <"$ROWS"
 } | tee "$OUT/table.md"
+
+# Latency and CPU per Gbit/s against watchers, one line per series. The table stands if this fails.
+"$BIN/ringcast-loadgen" plot --dir "$OUT" || echo "plot: failed; table.md is complete" >&2
