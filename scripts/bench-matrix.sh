@@ -11,8 +11,13 @@
 # a fixed window and its RSS. Results in $OUT: `<series>-<n>.json` (the watchers' summary),
 # rows.tsv (series, n, relay CPU, RSS before, RSS after, loadgen CPU), table.md and plot.svg.
 #
-# Usage: scripts/bench-matrix.sh [N ...]          (default: 100 500 1000 2000)
-# Env:   WORKERS=1 COALESCE_US=0 DURATION=20 WARMUP=6 RAMP=1000 OUT=bench-out LG_PROCS=1
+# Every cell's warm-up lasts at least until the ramp is over plus 4 s (N / RAMP + 4), and the
+# measuring window is MEASURE seconds after it; RSS "before" is sampled SETTLE seconds after
+# the publisher starts, once the GOP cache holds a full GOP.
+#
+# Usage: scripts/bench-matrix.sh [N ...]          (default: 100 1000 2000 4000 6000 8000)
+# Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US=0 WARMUP=6 MEASURE=12
+#        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
 #        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream"
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
@@ -20,11 +25,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-NS=("$@"); [ ${#NS[@]} -eq 0 ] && NS=(100 500 1000 2000)
-WORKERS=${WORKERS:-1}
-DURATION=${DURATION:-20}
+NS=("$@"); [ ${#NS[@]} -eq 0 ] && NS=(100 1000 2000 4000 6000 8000)
+WORKERS=${WORKERS:-0}
 WARMUP=${WARMUP:-6}
-LG_PROCS=${LG_PROCS:-1}
+MEASURE=${MEASURE:-12}
+SETTLE=${SETTLE:-6}
+LG_PROCS=${LG_PROCS:-2}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
 SERVERS=${SERVERS:-"ringcast ceiling nginx"}
@@ -137,6 +143,9 @@ for series in "${SERIES[@]}"; do
     echo "nginx-rtmp not installed; skipping" >&2; continue
   fi
   for n in "${NS[@]}"; do
+    ramp_s=0; [ "${RAMP%.*}" -gt 0 ] && ramp_s=$(( n / ${RAMP%.*} ))
+    warmup=$(( WARMUP > ramp_s + 4 ? WARMUP : ramp_s + 4 ))
+    duration=$(( warmup + MEASURE + 2 ))
     start_server "$series"
     PUB=""
     case $series in
@@ -154,22 +163,25 @@ for series in "${SERIES[@]}"; do
         watch=(--protocol rtmp --stream live/bench) ;;
     esac
     if [ "$series" != ceiling ]; then
-      "$BIN/ringcast-loadgen" publish "${publish[@]}" --duration $((DURATION + 5)) \
+      "$BIN/ringcast-loadgen" publish "${publish[@]}" --duration $((SETTLE + duration + 5)) \
         >"$OUT/publish-$series-$n.log" 2>&1 &
       PUB=$!; PIDS+=("$PUB")
     fi
-    sleep 2
+    sleep "$SETTLE"
     rss0=$(rss_kib "$SPID")
+    # TCP counters over the cell (listen overflows, SYN and tail-loss retransmits), if iproute2 has nstat.
+    command -v nstat >/dev/null && nstat -n >/dev/null 2>&1
     "$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$n" "${watch[@]}" \
-      --duration "$DURATION" --warmup "$WARMUP" --ramp-per-sec "$RAMP" \
+      --duration "$duration" --warmup "$warmup" --ramp-per-sec "$RAMP" \
       --processes "$LG_PROCS" --out "$OUT/$series-$n.json" >/dev/null 2>"$OUT/watch-$series-$n.log" &
     WPID=$!
-    sleep "$WARMUP"
+    sleep "$warmup"
     c0=$(cpu_ticks "$SPID"); l0=$(tree_ticks "$WPID"); t0=$(now_s)
-    sleep $((DURATION - WARMUP - 2))
+    sleep "$MEASURE"
     c1=$(cpu_ticks "$SPID"); l1=$(tree_ticks "$WPID"); t1=$(now_s)
     rss1=$(rss_kib "$SPID")
     wait "$WPID" || echo "watch $series $n failed" >&2
+    command -v nstat >/dev/null && nstat >"$OUT/nstat-$series-$n.txt" 2>&1
     cpu=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN{printf "%.3f", (b-a)/hz/(t1-t0)}')
     lcpu=$(awk -v a="$l0" -v b="$l1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN{printf "%.3f", (b-a)/hz/(t1-t0)}')
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$series" "$n" "$cpu" "$rss0" "$rss1" "$lcpu" >>"$ROWS"
@@ -196,8 +208,11 @@ done
       per = gbps > 0 ? cpu / gbps : 0
       kper = kg > 0 ? kc / kg : 0
       ratio = kper > 0 ? sprintf("%.2f", per / kper) : "-"
-      printf "| %s | %d | %d | %.3f | %s | %.3f | %.2f | %.3f | %s | %.1f | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
-        series, n, playing, cpu, lcpu, gbps, wmbps, per, ratio, (rss1 - rss0) / n, p50, p99, p999, ttff, stalls, lost, skipped }'
+      # At small N the allocator returning pages can outweigh the watchers: show that as noise.
+      rssw = (rss1 - rss0) / n
+      rss = rssw >= 0 ? sprintf("%.1f", rssw) : "< 0 (noise)"
+      printf "| %s | %d | %d | %.3f | %s | %.3f | %.2f | %.3f | %s | %s | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
+        series, n, playing, cpu, lcpu, gbps, wmbps, per, ratio, rss, p50, p99, p999, ttff, stalls, lost, skipped }'
   done <"$ROWS"
 } | tee "$OUT/table.md"
 
