@@ -1,6 +1,7 @@
 //! What a watcher's connection speaks, behind one enum the watcher loop drives the same way:
 //! RTMP play ([`RtmpPlayer`]), an fstream watch (a handshake frame, then an FLV byte stream read
-//! by [`FlvParser`]), or the kernel-ceiling framing ([`RawParser`]).
+//! by [`FlvParser`]), HTTP-FLV (a GET, a response head, then the same FLV stream), or the
+//! kernel-ceiling framing ([`RawParser`]).
 //!
 //! The loop calls [`Framing::start`] once the TCP connection is up and [`Framing::handle_input`]
 //! for every read; it reads media from the parsed messages and ignores the rest. No sockets here.
@@ -9,6 +10,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::http_flv::{Body, ResponseHead};
 use crate::parse::{FlvParser, Parsed, RawParser};
 use crate::rtmp_player::{RtmpPlay, RtmpPlayer};
 
@@ -18,6 +20,8 @@ pub enum PlayRequest {
     Rtmp(Rc<RtmpPlay>),
     /// The encoded fstream watch handshake.
     Fstream(Bytes),
+    /// The HTTP GET request.
+    HttpFlv(Bytes),
     Raw,
 }
 
@@ -27,6 +31,7 @@ impl PlayRequest {
         match self {
             PlayRequest::Rtmp(_) => "rtmp",
             PlayRequest::Fstream(_) => "fstream",
+            PlayRequest::HttpFlv(_) => "http-flv",
             PlayRequest::Raw => "raw",
         }
     }
@@ -37,6 +42,8 @@ pub enum Framing {
     Rtmp(RtmpPlayer),
     Flv {
         parser: FlvParser,
+        /// The HTTP response head still being read (HTTP-FLV only).
+        head: Option<ResponseHead>,
         requested_ns: u64,
     },
     Raw {
@@ -54,6 +61,15 @@ impl Framing {
                 out.extend_from_slice(handshake);
                 Framing::Flv {
                     parser: FlvParser::default(),
+                    head: None,
+                    requested_ns: now_ns,
+                }
+            }
+            PlayRequest::HttpFlv(get) => {
+                out.extend_from_slice(get);
+                Framing::Flv {
+                    parser: FlvParser::default(),
+                    head: Some(ResponseHead::default()),
                     requested_ns: now_ns,
                 }
             }
@@ -84,8 +100,18 @@ impl Framing {
     ) -> Result<(), String> {
         match self {
             Framing::Rtmp(player) => player.handle_input(data, now_ns, out, parsed),
-            Framing::Flv { parser, .. } => {
-                parser.feed(data, parsed).map_err(|e| format!("flv: {e}"))
+            Framing::Flv { parser, head, .. } => {
+                let body = match head {
+                    Some(reading) => match reading.feed(data).map_err(|e| format!("http: {e}"))? {
+                        Some(Body(body)) => {
+                            *head = None;
+                            body
+                        }
+                        None => return Ok(()),
+                    },
+                    None => data,
+                };
+                parser.feed(body, parsed).map_err(|e| format!("flv: {e}"))
             }
             Framing::Raw { parser, .. } => {
                 parser.feed(data, parsed);

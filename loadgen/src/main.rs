@@ -6,12 +6,14 @@
 //!   latency probe in every video frame, or a real FLV file's tags paced by their timestamps
 //!   (looping by default, timestamps continued). Over fstream the stream is
 //!   `fstream/USER/CHANNEL`, sent as FLV after a `broadcast,user=..,user-password=..` handshake.
-//! - `watch [--protocol rtmp|fstream|raw]`: many watchers on one epoll loop reporting latency,
-//!   time to first frame, rate, stalls and gaps as JSON. fstream watchers send
-//!   `watch,stream=APP/KEY` (or `watch,user=U,channel=C` for `fstream/U/C`) and read FLV; `raw`
+//! - `watch [--protocol rtmp|fstream|http-flv|raw]`: many watchers on one epoll loop reporting
+//!   latency, time to first frame, rate, stalls and gaps as JSON. fstream watchers send
+//!   `watch,stream=APP/KEY` (or `watch,user=U,channel=C` for `fstream/U/C`) and read FLV;
+//!   HTTP-FLV watchers send `GET /APP/KEY.flv` and read the same FLV after the head; `raw`
 //!   reads the kernel-ceiling framing (`--raw` is the same). A real file carries no probe:
 //!   latency count stays 0. `--processes K` re-executes itself K times and merges the summaries.
 //! - `kernel-ceiling`: the one-write-per-message baseline server.
+//! - `plot --dir OUT`: the benchmark matrix's latency and CPU plot as SVG.
 //! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering, fed an
 //!   H.264 Annex-B file and Opus audio).
 //!
@@ -22,6 +24,7 @@ mod flv_file;
 mod framing;
 mod fstream;
 mod ftl;
+mod http_flv;
 mod net;
 mod parse;
 mod plot;
@@ -93,6 +96,8 @@ enum PublishProtocol {
 enum WatchProtocol {
     Rtmp,
     Fstream,
+    /// `GET /APP/KEY.flv`.
+    HttpFlv,
     /// The kernel-ceiling framing.
     Raw,
 }
@@ -102,6 +107,7 @@ fn default_target(protocol: WatchProtocol) -> SocketAddr {
     let port = match protocol {
         WatchProtocol::Rtmp => 1935,
         WatchProtocol::Fstream => ringcast::proto::fstream::DEFAULT_PORT,
+        WatchProtocol::HttpFlv => 8080,
         WatchProtocol::Raw => 1936,
     };
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -302,6 +308,9 @@ fn play_request(
         WatchProtocol::Fstream => {
             let payload = fstream::watch_payload(stream, channel_password)?;
             PlayRequest::Fstream(fstream::handshake(&payload)?)
+        }
+        WatchProtocol::HttpFlv => {
+            PlayRequest::HttpFlv(http_flv::request(stream, &target.to_string())?)
         }
         WatchProtocol::Raw => PlayRequest::Raw,
     })
