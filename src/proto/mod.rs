@@ -8,5 +8,6 @@ pub mod amf0;
 pub mod flv;
 pub mod fstream;
 pub mod ftl;
+pub mod http;
 pub mod rtmp;
 pub mod rtp;
