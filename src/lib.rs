@@ -6,11 +6,13 @@
 //! - [`server`] is the only code that touches sockets and the io_uring runtime.
 //! - [`client`] holds the blocking command-line clients (`ringcast fstream`).
 //! - [`config`] is the typed TOML configuration with its embedded defaults.
+//! - [`metrics`] holds the per-core counters behind `/metrics` (no IO).
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod fanout;
 pub mod media;
+pub mod metrics;
 pub mod proto;
 pub mod server;

@@ -25,6 +25,10 @@ section! {
         /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list such
         /// as "ringcast=debug,info". The --log flag and RUST_LOG take precedence.
         pub log: String = "info".to_owned(),
+        /// On SIGINT/SIGTERM, /readyz answers 503 for this long while everything else keeps
+        /// serving, so a load balancer stops sending new clients first; then the workers wind
+        /// down. In milliseconds; a second signal skips the rest of the wait.
+        pub shutdown_drain_ms: u64 = 0,
     }
 }
 
@@ -291,6 +295,19 @@ section! {
         pub enabled: bool = true,
         /// Listen addresses.
         pub listen: Listen = Listen::any_ipv4(8080),
+        /// Each request head must arrive within this time of the connection opening (or of the
+        /// previous response, on a kept-alive connection), in milliseconds; a slower client is
+        /// disconnected.
+        pub request_timeout_ms: u64 = 10_000,
+        /// Largest request head (request line and header fields) accepted, in bytes; a larger
+        /// one gets 431 (1024..=65536).
+        pub max_request_head: u32 = 8192,
+        /// A watcher of a stream that is not live waits for its publisher, as RTMP players do
+        /// (true); or gets 404 at once (false: a mistyped URL fails fast, for CDNs that retry).
+        pub wait_for_publisher: bool = true,
+        /// Access-Control-Allow-Origin sent on every response, so browser players (flv.js,
+        /// mpegts.js) on other origins may read streams; "" sends no CORS headers.
+        pub cors_allow_origin: String = "*".to_owned(),
     }
 }
 

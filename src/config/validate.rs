@@ -98,6 +98,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.server.log.trim().is_empty() {
         return Err(invalid("server.log", "must not be empty (e.g. \"info\")"));
     }
+    in_range(
+        "server.shutdown_drain_ms",
+        c.server.shutdown_drain_ms,
+        0,
+        600_000,
+    )?;
 
     let u = &c.io_uring;
     in_range("io_uring.sq_entries", u.sq_entries.into(), 64, 32_768)?;
@@ -247,9 +253,17 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
 
-    if c.http.enabled {
-        non_empty_listen("http.listen", &c.http.listen)?;
+    let h = &c.http;
+    if h.enabled {
+        non_empty_listen("http.listen", &h.listen)?;
     }
+    positive("http.request_timeout_ms", h.request_timeout_ms)?;
+    in_range(
+        "http.max_request_head",
+        h.max_request_head.into(),
+        1024,
+        65_536,
+    )?;
     check_listener_clashes(c)
 }
 

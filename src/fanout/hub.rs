@@ -19,6 +19,7 @@ use super::encoded::EncodedFrame;
 use super::registry::{Registry, StreamMsg, StreamShared};
 use super::ring::{Cursor, Egress, Fill, Ring, RingLimits};
 use super::wake::DeferredWakes;
+use crate::metrics::CoreMetrics;
 
 /// Whether a stream currently has a publisher, as a watcher sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +144,7 @@ pub struct CoreHub {
     limits: RingLimits,
     streams: RefCell<HashMap<String, Rc<LocalStream>>>,
     deferred: Option<Rc<DeferredWakes>>,
+    metrics: CoreMetrics,
 }
 
 impl CoreHub {
@@ -153,7 +155,20 @@ impl CoreHub {
             limits,
             streams: RefCell::new(HashMap::new()),
             deferred: None,
+            metrics: CoreMetrics::detached(),
         }
+    }
+
+    /// Counts this core's fan-out (frames ingested) in `metrics`, the node's block for this
+    /// core, instead of a detached one.
+    pub fn with_metrics(mut self, metrics: CoreMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// This core's counters.
+    pub fn metrics(&self) -> &CoreMetrics {
+        &self.metrics
     }
 
     /// Defers this core's watcher wakes to a coalescing window; the caller runs the window

@@ -14,6 +14,7 @@ use super::encoded::EncodedFrame;
 use super::hub::{CoreHub, LocalStream};
 use super::registry::{PublishClaim, PublishError, StreamShared};
 use crate::media::{Frame, FrameRole};
+use crate::metrics::Counter;
 
 /// Gap inserted between the last timestamp of a departed publisher and the first of its
 /// successor, so decode timestamps stay strictly increasing.
@@ -137,6 +138,7 @@ impl Publisher {
             .forward(&self.claim.stream, self.hub.core(), &encoded);
         self.local.push(encoded);
         self.frames += 1;
+        self.hub.metrics().add(Counter::FramesIngested, 1);
     }
 
     /// Ends this publisher. Returns the stream and generation to expire after the grace window,

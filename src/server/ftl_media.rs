@@ -26,6 +26,7 @@ use super::Core;
 use super::ftl::{ControlShared, finish_publisher};
 use super::runtime::{self, BufResult, UdpSocket};
 use crate::fanout::Publisher;
+use crate::metrics::{Counter, Protocol, Tracked};
 use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
 
 /// Longest the timer task sleeps between deadline checks.
@@ -49,6 +50,8 @@ struct MediaState {
     session: MediaSession,
     filter: SourceFilter,
     publisher: Option<Publisher>,
+    /// The publisher in the publishers gauge, while `publisher` is set.
+    publishing: Option<Tracked>,
     counters: RecvCounters,
     last_media: Instant,
     media_seen: bool,
@@ -77,14 +80,16 @@ pub fn start(
     name: String,
     now: Instant,
 ) -> Rc<MediaLink> {
+    core.hub.metrics().add(Counter::FtlSessions, 1);
     let link = Rc::new(MediaLink {
-        core,
+        core: core.clone(),
         control,
         socket,
         state: RefCell::new(MediaState {
             session,
             filter,
             publisher: Some(publisher),
+            publishing: Some(core.hub.metrics().track(Counter::Publishers(Protocol::Ftl))),
             counters: RecvCounters::default(),
             last_media: now,
             media_seen: false,
@@ -107,6 +112,7 @@ impl MediaLink {
         }
         let (publisher, counters, stats) = {
             let mut state = self.state.borrow_mut();
+            state.publishing = None;
             (
                 state.publisher.take(),
                 state.counters,
@@ -231,7 +237,10 @@ impl MediaLink {
 
     fn superseded(&self) {
         info!(stream = %self.name, "FTL publisher replaced by a new one (takeover)");
-        self.state.borrow_mut().publisher = None;
+        let mut state = self.state.borrow_mut();
+        state.publisher = None;
+        state.publishing = None;
+        drop(state);
         runtime::shutdown(self.control.guard.stream());
     }
 

@@ -4,12 +4,14 @@
 //! io_uring runtime, binds its own `SO_REUSEPORT` listeners, and owns a [`CoreHub`] (its share
 //! of the fan-out), a [`Sweeper`] (connection deadlines) and an inbox task that applies what
 //! other cores send it. Connections never migrate: a session lives and dies on the core that
-//! accepted it. The main thread waits for SIGINT/SIGTERM.
+//! accepted it. The main thread waits for SIGINT/SIGTERM: the first withdraws readiness
+//! (`/readyz` answers 503) and, after `server.shutdown_drain_ms`, winds every worker down.
 
 pub mod fstream;
 pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
+pub mod http;
 pub mod reader;
 pub mod rtmp;
 pub mod runtime;
@@ -28,6 +30,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, IoUringConfig};
 use crate::fanout::{CoreHub, DeferredWakes, PublishPolicy, Registry, RingLimits};
+use crate::metrics::{Counter, Metrics, NodeGauges, Protocol};
 use guard::Sweeper;
 
 /// How long workers get to wind down (send FTL 410s, flush) after SIGINT/SIGTERM.
@@ -68,6 +71,43 @@ impl ShutdownSignal {
     }
 }
 
+/// Node-wide state every core reads: readiness and the counters behind `/metrics`.
+#[derive(Debug)]
+pub struct Node {
+    pub workers: usize,
+    pub metrics: Arc<Metrics>,
+    /// Every worker reported ready.
+    started: AtomicBool,
+    /// A shutdown signal arrived: readiness is withdrawn for good.
+    draining: AtomicBool,
+}
+
+impl Node {
+    fn new(workers: usize) -> Self {
+        Node {
+            workers,
+            metrics: Metrics::new(workers),
+            started: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// What `/readyz` answers: true once every worker is up, false from the first shutdown
+    /// signal on.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// The values `/metrics` reads at scrape time.
+    pub fn gauges(&self, registry: &Registry) -> NodeGauges {
+        NodeGauges {
+            live_streams: registry.live_streams().len(),
+            workers: self.workers,
+            ready: self.is_ready(),
+        }
+    }
+}
+
 /// Listen backlog for every TCP listener.
 const BACKLOG: i32 = 4096;
 
@@ -80,6 +120,8 @@ pub struct Core {
     pub sweeper: Rc<Sweeper>,
     /// Live fstream channels (passwords and formats), shared by every core.
     pub fstream: Arc<fstream::Channels>,
+    /// Readiness and metrics, shared by every core.
+    pub node: Arc<Node>,
 }
 
 /// Why the server could not start.
@@ -132,6 +174,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         channels,
         shutdown: ShutdownSignal::new(workers),
+        node: Arc::new(Node::new(workers)),
     });
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
@@ -159,9 +202,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
             Err(_) => return Err(StartError::WorkerLost),
         }
     }
+    shared.node.started.store(true, Ordering::Release);
     info!(workers, "ringcast is ready");
-    wait_for_signal();
-    info!("shutting down");
+    wait_for_shutdown(
+        &shared.node,
+        Duration::from_millis(config.server.shutdown_drain_ms),
+    );
     shared.shutdown.trigger();
     let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
     for _ in 0..workers {
@@ -174,7 +220,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM, withdraws readiness, then keeps serving for `drain` (a second
+/// signal cuts it short) so a load balancer moves new clients elsewhere before workers stop.
+fn wait_for_shutdown(node: &Node, drain: Duration) {
     let Ok((rt, _)) = runtime::build(None, &IoUringConfig::default()) else {
         // No runtime for signals: park forever; the process still dies on SIGTERM's default.
         loop {
@@ -182,10 +230,27 @@ fn wait_for_signal() {
         }
     };
     rt.block_on(async {
-        let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
-        let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
-        futures_util::future::select(sigint, sigterm).await;
+        next_signal().await;
+        node.draining.store(true, Ordering::Release);
+        if drain.is_zero() {
+            info!("shutting down");
+            return;
+        }
+        info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: readiness withdrawn, draining (a second signal stops at once)"
+        );
+        let waited = std::pin::pin!(runtime::sleep(drain));
+        let signalled = std::pin::pin!(next_signal());
+        futures_util::future::select(waited, signalled).await;
+        info!("drain over; stopping the workers");
     });
+}
+
+async fn next_signal() {
+    let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
+    let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
+    futures_util::future::select(sigint, sigterm).await;
 }
 
 /// What every worker thread receives from `run`.
@@ -195,6 +260,7 @@ struct WorkerShared {
     registry: Arc<Registry>,
     channels: Arc<fstream::Channels>,
     shutdown: ShutdownSignal,
+    node: Arc<Node>,
 }
 
 fn worker(
@@ -227,7 +293,8 @@ fn worker(
         );
     }
     rt.block_on(async move {
-        let mut hub = CoreHub::new(index, registry, ring_limits(&config));
+        let mut hub = CoreHub::new(index, registry, ring_limits(&config))
+            .with_metrics(shared.node.metrics.core(index));
         let coalesce = Duration::from_micros(config.fanout.write_coalesce_us);
         if !coalesce.is_zero() {
             hub = hub.deferring_wakes();
@@ -240,6 +307,7 @@ fn worker(
             hub: hub.clone(),
             sweeper: sweeper.clone(),
             fstream: channels,
+            node: shared.node.clone(),
         });
 
         let mut listeners = Vec::new();
@@ -282,6 +350,21 @@ fn worker(
                 }
             }
         }
+        let mut http_listeners = Vec::new();
+        let http_addrs = if config.http.enabled {
+            &config.http.listen.0[..]
+        } else {
+            &[]
+        };
+        for addr in http_addrs {
+            match runtime::bind_tcp(*addr, BACKLOG) {
+                Ok(l) => http_listeners.push((*addr, l)),
+                Err(e) => {
+                    let _ = ready.send(Err(fail(&format!("binding HTTP on {addr}"), e)));
+                    return;
+                }
+            }
+        }
         runtime::spawn(sweeper.run()).detach();
         let ftl_core = Rc::new(ftl::FtlCore::default());
         for (addr, listener) in ftl_listeners {
@@ -290,7 +373,7 @@ fn worker(
             }
             let ftl_core = ftl_core.clone();
             let serve = move |core, stream, peer| ftl::serve(core, ftl_core.clone(), stream, peer);
-            runtime::spawn(accept(core.clone(), addr, listener, serve)).detach();
+            runtime::spawn(accept(core.clone(), Protocol::Ftl, addr, listener, serve)).detach();
         }
         if let Some(deferred) = hub.deferred_wakes() {
             runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
@@ -300,13 +383,40 @@ fn worker(
             if index == 0 {
                 info!(%addr, "RTMP listening");
             }
-            runtime::spawn(accept(core.clone(), addr, listener, rtmp::serve)).detach();
+            runtime::spawn(accept(
+                core.clone(),
+                Protocol::Rtmp,
+                addr,
+                listener,
+                rtmp::serve,
+            ))
+            .detach();
         }
         for (addr, listener) in fstream_listeners {
             if index == 0 {
                 info!(%addr, "fstream listening");
             }
-            runtime::spawn(accept(core.clone(), addr, listener, fstream::serve)).detach();
+            runtime::spawn(accept(
+                core.clone(),
+                Protocol::Fstream,
+                addr,
+                listener,
+                fstream::serve,
+            ))
+            .detach();
+        }
+        for (addr, listener) in http_listeners {
+            if index == 0 {
+                info!(%addr, "HTTP listening");
+            }
+            runtime::spawn(accept(
+                core.clone(),
+                Protocol::Http,
+                addr,
+                listener,
+                http::serve,
+            ))
+            .detach();
         }
         let _ = ready.send(Ok(()));
         // The spawned tasks do the work; this one waits for shutdown, then ends this core's
@@ -345,14 +455,20 @@ async fn flush_deferred_wakes(deferred: Rc<DeferredWakes>, window: Duration) {
 }
 
 /// Accepts connections on `listener` forever, one `serve` task each.
-async fn accept<F, Fut>(core: Rc<Core>, addr: SocketAddr, listener: runtime::TcpListener, serve: F)
-where
+async fn accept<F, Fut>(
+    core: Rc<Core>,
+    protocol: Protocol,
+    addr: SocketAddr,
+    listener: runtime::TcpListener,
+    serve: F,
+) where
     F: Fn(Rc<Core>, runtime::TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                core.hub.metrics().add(Counter::Accepted(protocol), 1);
                 runtime::tune_accepted(&stream);
                 runtime::spawn(serve(core.clone(), stream, peer)).detach();
             }

@@ -20,6 +20,7 @@ use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
+use crate::metrics::{Counter, Protocol, Tracked};
 use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
 
 /// True for the names fstream broadcasts use, `fstream/<user>/<channel>`. Checked on the full
@@ -43,6 +44,8 @@ enum Role {
     Publishing {
         publisher: Publisher,
         shown: String,
+        /// This publisher in the publishers gauge.
+        _counted: Tracked,
     },
     Playing {
         control: Rc<PlayControl>,
@@ -58,6 +61,10 @@ struct PlayControl {
 }
 
 impl Control for PlayControl {
+    fn protocol(&self) -> Protocol {
+        Protocol::Rtmp
+    }
+
     fn drain(&self, batch: &mut Vec<Bytes>) {
         let mut session = self.session.borrow_mut();
         while let Some(bytes) = session.poll_transmit() {
@@ -283,7 +290,16 @@ impl Connection {
                     "publish started"
                 );
                 self.session.borrow_mut().accept_publish(stream_id);
-                self.role = Role::Publishing { publisher, shown };
+                let _counted = self
+                    .core
+                    .hub
+                    .metrics()
+                    .track(Counter::Publishers(Protocol::Rtmp));
+                self.role = Role::Publishing {
+                    publisher,
+                    shown,
+                    _counted,
+                };
                 None
             }
             Err(PublishError::InUse) => {
@@ -342,9 +358,11 @@ impl Connection {
         let guard = self.guard.clone();
         let task_control = control.clone();
         let peer = self.peer;
+        let metrics = self.core.hub.metrics().clone();
         runtime::spawn(async move {
+            let _watching = metrics.track(Counter::Watchers(Protocol::Rtmp));
             let writer = &**guard.stream();
-            let end = watch::run(writer, &guard, &mut watcher, &*task_control).await;
+            let end = watch::run(writer, &guard, &mut watcher, &*task_control, &metrics).await;
             match (&end, guard.cut()) {
                 (_, Some(cut)) => info!(%peer, stream = %shown, reason = %cut, "player disconnected"),
                 (WatchEnd::TooSlow { dropped_frames }, _) => {
@@ -377,7 +395,9 @@ impl Connection {
     /// window, then ends unless someone re-published.
     fn stop_publishing(&mut self) {
         match std::mem::replace(&mut self.role, Role::Pending) {
-            Role::Publishing { publisher, shown } => {
+            Role::Publishing {
+                publisher, shown, ..
+            } => {
                 info!(peer = %self.peer, stream = %shown, frames = publisher.frames(), "publish ended");
                 self.release(publisher, shown);
             }

@@ -90,6 +90,12 @@ pub fn shutdown(stream: &TcpStream) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
+/// Shuts down the sending half only: the peer reads what was written, then end of stream,
+/// while this side may still read (and discard) what the peer is sending.
+pub fn shutdown_write(stream: &TcpStream) {
+    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
+
 /// Sets the socket options every accepted connection gets.
 pub fn tune_accepted(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);

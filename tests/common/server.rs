@@ -1,5 +1,6 @@
-//! The `ringcast` server under test: spawned on a free 127.0.0.1 port with an optional TOML
-//! config, ready once a TCP connect succeeds, stderr captured to a file for failure messages,
+//! The `ringcast` server under test: spawned on free 127.0.0.1 ports (RTMP, fstream and HTTP:
+//! never the defaults, which concurrent test servers would share through SO_REUSEPORT) with an
+//! optional TOML config, ready once a TCP connect succeeds, stderr captured to a file for failure messages,
 //! killed on drop.
 //!
 //! `RINGCAST_TEST_SERVER` may name another binary with the same command line (a release build,
@@ -27,6 +28,8 @@ pub struct Server {
     pub port: u16,
     /// The fstream listener (`--fstream 127.0.0.1:PORT`), so no test binds the default 61920.
     pub fstream_port: u16,
+    /// The HTTP listener (`--http 127.0.0.1:PORT`), so no test binds the default 8080.
+    pub http_port: u16,
     child: ChildGuard,
     dir: TempDir,
 }
@@ -55,11 +58,14 @@ impl Server {
         for attempt in 0..3 {
             let port = free_port();
             let fstream_port = free_port();
+            let http_port = free_port();
             let mut cmd = Command::new(server_binary());
             cmd.arg("--rtmp")
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--fstream")
                 .arg(format!("127.0.0.1:{fstream_port}"))
+                .arg("--http")
+                .arg(format!("127.0.0.1:{http_port}"))
                 .arg("--workers")
                 .arg(workers.to_string());
             if let Some(path) = &config_path {
@@ -75,6 +81,7 @@ impl Server {
                     return Server {
                         port,
                         fstream_port,
+                        http_port,
                         child,
                         dir,
                     };
@@ -108,6 +115,16 @@ impl Server {
     /// `127.0.0.1:PORT` of the fstream listener.
     pub fn fstream_addr(&self) -> String {
         format!("127.0.0.1:{}", self.fstream_port)
+    }
+
+    /// `127.0.0.1:PORT` of the HTTP listener.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the HTTP listener.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
     /// Sends `signal` (e.g. "TERM") to the server process.

@@ -154,15 +154,17 @@ impl HeadDecoder {
         let new_line = buf
             .get(self.scanned.min(window)..window)
             .is_some_and(|fresh| fresh.contains(&b'\n'));
+        let at_limit = buf.len() >= self.limits.max_head_len;
         self.scanned = window;
-        if (first_attempt || new_line)
+        // At the limit, one last parse says whether the head is bad or only too long.
+        if (first_attempt || new_line || at_limit)
             && let Some((head, len)) = self.parse(buf.get(..window).unwrap_or_default())?
         {
             buf.advance(len);
             self.scanned = 0;
             return Ok(Some(head));
         }
-        if buf.len() >= self.limits.max_head_len {
+        if at_limit {
             return Err(HttpError::HeadTooLarge {
                 max: self.limits.max_head_len,
             });

@@ -198,6 +198,29 @@ fn an_oversize_head_is_431_even_while_incomplete() {
 }
 
 #[test]
+fn a_bad_byte_inside_an_over_long_line_is_400_however_it_arrives() {
+    // Found by the fuzzer: a split run that crossed the limit without a line end reported
+    // 431 where the whole run saw the bad byte (400). At the limit the decoder parses once more.
+    let limits = Limits {
+        max_head_len: 64,
+        max_headers: 4,
+    };
+    let mut line = b"GET /".to_vec();
+    line.extend_from_slice(&[b'a'; 30]);
+    line.push(0x12);
+    line.extend_from_slice(&[b'a'; 60]);
+    let whole = HeadDecoder::new(limits)
+        .decode(&mut BytesMut::from(&line[..]))
+        .unwrap_err();
+    let mut decoder = HeadDecoder::new(limits);
+    let mut buf = BytesMut::from(&line[..1]);
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(&line[1..]);
+    assert_eq!(decoder.decode(&mut buf).unwrap_err(), whole);
+    assert_eq!(whole.status(), Status::BadRequest);
+}
+
+#[test]
 fn too_many_header_fields_is_431() {
     let mut req = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     for i in 0..40 {

@@ -16,6 +16,7 @@ use super::{ChannelInfo, Conn, Format, authenticate, shown_name};
 use crate::fanout::{PublishError, Publisher};
 use crate::media::FrameRole;
 use crate::media::annexb_chunker::{AnnexBChunker, Chunk};
+use crate::metrics::{Counter, Protocol};
 use crate::proto::flv::{self, FlvDemuxer, Sniffed};
 use crate::proto::fstream::Request;
 use crate::server::runtime;
@@ -79,6 +80,11 @@ pub async fn run(mut conn: Conn, request: Request) {
             return;
         }
     };
+    let _publishing = conn
+        .core
+        .hub
+        .metrics()
+        .track(Counter::Publishers(Protocol::Fstream));
     let generation = publisher.stream().generation();
     conn.core.fstream.set(
         &name,

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{Channels, Conn, Format, shown_name};
 use crate::fanout::{Egress, StreamState, Watcher};
+use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
 use crate::proto::fstream::{Request, Target};
 use crate::server::runtime::{shutdown, spawn};
@@ -32,6 +33,10 @@ struct WatchControl {
 }
 
 impl Control for WatchControl {
+    fn protocol(&self) -> Protocol {
+        Protocol::Fstream
+    }
+
     fn drain(&self, batch: &mut Vec<Bytes>) {
         if let Some(prefix) = self.prefix.borrow_mut().take() {
             batch.push(prefix);
@@ -68,6 +73,8 @@ pub async fn run(mut conn: Conn, request: Request) {
         return;
     }
     let mut watcher = core.hub.watch(&name, Egress::Raw);
+    let metrics = core.hub.metrics();
+    let _watching = metrics.track(Counter::Watchers(Protocol::Fstream));
     let control = Rc::new(WatchControl::default());
     // A watcher only listens: no idle limit, but a write stuck past the slow-watcher limit is cut.
     guard.set_idle_limit(None);
@@ -102,7 +109,7 @@ pub async fn run(mut conn: Conn, request: Request) {
     };
     match started {
         Ok(()) => {
-            let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control).await;
+            let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control, metrics).await;
             let reason = match (&end, guard.cut()) {
                 (_, Some(cut)) => cut.to_string(),
                 (WatchEnd::TooSlow { .. }, _) => {
