@@ -191,11 +191,10 @@ impl CoreHub {
         &self.registry
     }
 
-    /// This core's copy of `name`, created (empty, waiting) if needed.
+    /// This core's copy of `name`, created (empty, waiting) if needed. The registry is asked
+    /// every time, so a copy of a stream the registry has since forgotten is replaced rather
+    /// than handed out (one lock per publisher or watcher start, never per frame).
     pub fn local(&self, name: &str) -> Rc<LocalStream> {
-        if let Some(local) = self.streams.borrow().get(name) {
-            return local.clone();
-        }
         let shared = self.registry.stream(name);
         self.local_for(&shared)
     }
@@ -235,9 +234,9 @@ impl CoreHub {
 
     /// Starts a watcher of `name` on this core, positioned at the newest keyframe.
     pub fn watch(&self, name: &str, egress: Egress) -> Watcher {
-        let stream = self.local(name);
+        let shared = self.registry.watch(name);
+        let stream = self.local_for(&shared);
         stream.watchers.set(stream.watchers.get() + 1);
-        stream.shared.watcher_count.fetch_add(1, Ordering::AcqRel);
         let cursor = stream.ring().join();
         Watcher {
             stream,
@@ -247,6 +246,25 @@ impl CoreHub {
             registered_version: None,
             bytes_sent: 0,
         }
+    }
+
+    /// Forgets `name` if nobody ever published it and its watchers are gone: this core's copy
+    /// once it has no watcher here, the registry's entry once no core has one. Drivers call it
+    /// after a watcher ends, so a watcher of a name never published (a typo, a scanner) leaves
+    /// nothing behind. A stream that had a publisher stays (its grace window, its GOP cache)
+    /// until it ends. Returns true if the registry's entry went too.
+    pub fn forget_if_unused(&self, name: &str) -> bool {
+        let mut streams = self.streams.borrow_mut();
+        let Some(local) = streams.get(name) else {
+            return false;
+        };
+        if local.watchers() > 0 || local.shared.generation() > 0 {
+            return false;
+        }
+        let shared = local.shared.clone();
+        streams.remove(name);
+        drop(streams);
+        self.registry.forget_if_unused(&shared)
     }
 
     /// Number of streams present on this core.
@@ -376,6 +394,72 @@ mod tests {
             .unwrap();
         assert_eq!(counter.0.load(Ordering::Relaxed), 1, "woken exactly once");
         assert!(watcher.poll_changed(&mut cx).is_ready());
+    }
+
+    fn two_cores() -> (Arc<Registry>, Rc<CoreHub>, Rc<CoreHub>) {
+        let registry = Arc::new(Registry::new(
+            2,
+            PublishPolicy {
+                takeover: false,
+                grace: Duration::ZERO,
+            },
+        ));
+        let hub = |core| Rc::new(CoreHub::new(core, registry.clone(), RingLimits::default()));
+        (registry.clone(), hub(0), hub(1))
+    }
+
+    fn keyframe(ts: u32) -> Frame {
+        Frame::new(
+            MediaKind::Video,
+            ts,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]),
+        )
+    }
+
+    #[test]
+    fn a_name_nobody_published_is_forgotten_when_its_last_watcher_leaves() {
+        let (registry, hub0, hub1) = two_cores();
+        let w0 = hub0.watch("live/typo", Egress::Rtmp);
+        let w1 = hub1.watch("live/typo", Egress::Rtmp);
+        drop(w0);
+        assert!(!hub0.forget_if_unused("live/typo"), "core 1 still waits");
+        assert_eq!(hub0.stream_count(), 0);
+        assert!(registry.get("live/typo").is_some());
+        drop(w1);
+        assert!(hub1.forget_if_unused("live/typo"));
+        assert_eq!(hub1.stream_count(), 0);
+        assert!(registry.get("live/typo").is_none());
+
+        // A stream that had a publisher is kept for its GOP cache and grace window.
+        let mut publisher = Publisher::start(&hub0, "live/real", 4096, Instant::now()).unwrap();
+        publisher.push(keyframe(0)).unwrap();
+        drop(hub0.watch("live/real", Egress::Rtmp));
+        assert!(!hub0.forget_if_unused("live/real"));
+        assert!(registry.get("live/real").is_some());
+        assert_eq!(hub0.stream_count(), 1);
+    }
+
+    #[test]
+    fn a_copy_of_a_forgotten_stream_is_replaced_before_a_new_watcher_joins() {
+        let (registry, hub0, hub1) = two_cores();
+        // Core 1's copy outlives the registry entry (its driver has not cleaned up yet).
+        drop(hub1.watch("live/late", Egress::Rtmp));
+        drop(hub0.watch("live/late", Egress::Rtmp));
+        assert!(hub0.forget_if_unused("live/late"));
+        assert!(registry.get("live/late").is_none());
+        assert_eq!(hub1.stream_count(), 1, "core 1's stale copy");
+
+        // A watcher joining on core 1 must see the frames of the stream published now.
+        let mut watcher = hub1.watch("live/late", Egress::Rtmp);
+        let mut publisher = Publisher::start(&hub0, "live/late", 4096, Instant::now()).unwrap();
+        publisher.push(keyframe(0)).unwrap();
+        hub1.drain_inbox();
+        let mut batch = Vec::new();
+        assert_eq!(
+            watcher.fill(Instant::now(), &mut batch, 16, 1 << 20),
+            Fill::Ready
+        );
+        assert!(!batch.is_empty(), "the watcher is on an orphaned copy");
     }
 
     #[test]

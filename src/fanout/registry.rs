@@ -202,7 +202,23 @@ impl Registry {
 
     /// The stream called `name`, creating it (with no publisher) if needed.
     pub fn stream(&self, name: &str) -> Arc<StreamShared> {
-        let mut streams = lock(&self.streams);
+        self.entry(&mut lock(&self.streams), name)
+    }
+
+    /// Like [`Registry::stream`], with one more watcher counted under the registry lock, so
+    /// [`Registry::forget_if_unused`] (which checks the count under the same lock) can never
+    /// drop a stream a watcher is joining. The watcher gives it back with `watcher_count`.
+    pub fn watch(&self, name: &str) -> Arc<StreamShared> {
+        let stream = self.entry(&mut lock(&self.streams), name);
+        stream.watcher_count.fetch_add(1, Ordering::AcqRel);
+        stream
+    }
+
+    fn entry(
+        &self,
+        streams: &mut HashMap<String, Arc<StreamShared>>,
+        name: &str,
+    ) -> Arc<StreamShared> {
         streams
             .entry(name.to_owned())
             .or_insert_with(|| {
@@ -251,8 +267,12 @@ impl Registry {
         now: Instant,
         takeover: bool,
     ) -> Result<PublishClaim, PublishError> {
-        let stream = self.stream(name);
+        let mut streams = lock(&self.streams);
+        let stream = self.entry(&mut streams, name);
         let mut state = lock(&stream.state);
+        // The stream's state is held before the registry is released, so a concurrent
+        // `forget_if_unused` (registry, then state) sees this claim and keeps the stream.
+        drop(streams);
         let took_over = state.live;
         if state.live && !takeover {
             return Err(PublishError::InUse);
@@ -319,18 +339,23 @@ impl Registry {
         expired
     }
 
-    /// Removes a stream that never had a publisher and has no watchers left.
-    pub fn forget_if_unused(&self, stream: &Arc<StreamShared>) {
+    /// Removes a stream that never had a publisher and has no watchers left (on any core), if
+    /// it is still the registry's entry for its name. Returns true if it was removed.
+    pub fn forget_if_unused(&self, stream: &Arc<StreamShared>) -> bool {
         let mut streams = lock(&self.streams);
         let state = lock(&stream.state);
-        if !state.live
+        let unused = !state.live
             && state.left_at.is_none()
             && stream.generation() == 0
             && stream.watcher_count.load(Ordering::Acquire) == 0
-        {
-            drop(state);
+            && streams
+                .get(&stream.name)
+                .is_some_and(|current| Arc::ptr_eq(current, stream));
+        drop(state);
+        if unused {
             streams.remove(&stream.name);
         }
+        unused
     }
 
     /// Sends `msg` to every core (including the caller's: each core applies its own messages

@@ -359,6 +359,7 @@ impl Connection {
         let task_control = control.clone();
         let peer = self.peer;
         let metrics = self.core.hub.metrics().clone();
+        let hub = self.core.hub.clone();
         runtime::spawn(async move {
             let _watching = metrics.track(Counter::Watchers(Protocol::Rtmp));
             let writer = &**guard.stream();
@@ -372,6 +373,8 @@ impl Connection {
                 (end, _) => debug!(%peer, stream = %shown, ?end, "player finished"),
             }
             debug!(%peer, bytes = watcher.bytes_sent, dropped = watcher.dropped_frames(), "player totals");
+            drop(watcher);
+            hub.forget_if_unused(&full);
             // Wake the reader so the connection ends as a whole.
             runtime::shutdown(guard.stream());
         })

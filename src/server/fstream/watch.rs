@@ -128,6 +128,8 @@ pub async fn run(mut conn: Conn, request: Request) {
             debug!(%peer, stream = %shown, "fstream watcher left while waiting for its broadcaster");
         }
     }
+    drop(watcher);
+    core.hub.forget_if_unused(&name);
     shutdown(guard.stream());
 }
 

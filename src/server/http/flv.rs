@@ -195,5 +195,7 @@ pub async fn run(mut conn: Conn, admitted: Admitted) {
         (WatchEnd::Io(e), _) => format!("write failed: {e}"),
     };
     info!(%peer, stream = %shown, bytes_out = watcher.bytes_sent, dropped_frames = watcher.dropped_frames(), %reason, "HTTP-FLV watch ended");
+    drop(watcher);
+    core.hub.forget_if_unused(&admitted.name);
     shutdown(guard.stream());
 }
