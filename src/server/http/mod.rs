@@ -115,6 +115,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         input: BytesMut::new(),
         reader: Reader::default(),
     };
+    let mut served = 0u64;
     loop {
         let head = match decoder.decode(&mut conn.input) {
             Ok(Some(head)) => head,
@@ -123,14 +124,17 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
                 if matches!(read, Ok(n) if n > 0) {
                     continue;
                 }
-                match (conn.guard.cut(), conn.input.is_empty()) {
+                let buffered = conn.input.len();
+                match (conn.guard.cut(), buffered) {
+                    // A kept-alive connection nobody reused (health checkers): not news.
+                    (Some(_), 0) if served > 0 => {
+                        debug!(%peer, served, "idle HTTP connection closed")
+                    }
                     (Some(cut), _) => {
-                        info!(%peer, reason = %cut, buffered = conn.input.len(), "HTTP connection closed before its request arrived")
+                        info!(%peer, reason = %cut, buffered, "HTTP connection closed before its request arrived")
                     }
-                    (None, true) => debug!(%peer, "HTTP connection closed by the client"),
-                    (None, false) => {
-                        debug!(%peer, buffered = conn.input.len(), "HTTP client left mid-request")
-                    }
+                    (None, 0) => debug!(%peer, served, "HTTP connection closed by the client"),
+                    (None, _) => debug!(%peer, buffered, "HTTP client left mid-request"),
                 }
                 runtime::shutdown(conn.guard.stream());
                 return;
@@ -142,6 +146,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
+        served += 1;
         let next = respond(&conn, &head).await;
         match next {
             Next::KeepAlive => {
