@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::fixtures::Fixture;
+use common::fstream::{broadcast_flv, client as ringcast_fstream};
 use common::process::{ChildGuard, run_with_timeout, wait_until};
 use common::rtmp_raw::assert_closed_by_server;
 use common::server::Server;
@@ -40,12 +41,6 @@ fn start_server_with(extra_fanout: &str) -> (Server, tempfile::TempDir) {
         users.path().join("users").display().to_string()
     );
     (Server::start_with(1, Some(&config)), users)
-}
-
-fn ringcast_fstream(server: &Server, payload: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-    cmd.arg("fstream").arg(server.fstream_addr()).arg(payload);
-    cmd
 }
 
 /// `ringcast fstream ADDR watch,...` writing what it receives to `DIR/NAME.out`.
@@ -265,35 +260,6 @@ fn opaque_bytes_arrive_byte_identical_at_three_watchers() {
     server.assert_alive();
 }
 
-/// `ffmpeg -re -i FIXTURE -c copy -f flv - | ringcast fstream ADDR PAYLOAD`.
-fn broadcast_flv(
-    server: &Server,
-    payload: &str,
-    dir: &Path,
-    name: &str,
-) -> (ChildGuard, ChildGuard) {
-    let fixture = Fixture::H264Aac;
-    let mut cmd = Command::new(fixture.ffmpeg());
-    cmd.args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(fixture.path())
-        .args(["-map", "0", "-c", "copy", "-f", "flv", "-"]);
-    let mut source = ChildGuard::spawn_with(
-        &format!("{name}-ffmpeg"),
-        &mut cmd,
-        Stdio::null(),
-        Stdio::piped(),
-        dir.join(format!("{name}-ffmpeg.stderr")),
-    );
-    let client = ChildGuard::spawn_with(
-        &format!("{name}-client"),
-        &mut ringcast_fstream(server, payload),
-        Stdio::from(source.take_stdout()),
-        Stdio::null(),
-        dir.join(format!("{name}-client.stderr")),
-    );
-    (source, client)
-}
-
 #[test]
 fn flv_broadcast_over_fstream_plays_over_rtmp_and_fstream() {
     let (mut server, _users) = start_server();
@@ -301,6 +267,7 @@ fn flv_broadcast_over_fstream_plays_over_rtmp_and_fstream() {
     let channel = unique_key("flv");
     let (_source, _broadcaster) = broadcast_flv(
         &server,
+        Fixture::H264Aac,
         &format!("{BROADCAST_FIER},channel={channel}"),
         &dir,
         "bcast",

@@ -1,5 +1,5 @@
 //! A healthy stream running beside a misbehaving client: an ffmpeg publisher (looping the H.264
-//! fixture) and an ffmpeg player recording framemd5 lines, so a test can assert that whatever it
+//! fixture) and an ffmpeg player (RTMP or HTTP-FLV) recording framemd5 lines, so a test can assert that whatever it
 //! did to the server, this stream kept flowing and the server is still alive.
 
 use std::path::Path;
@@ -19,13 +19,31 @@ pub struct HealthyStream {
 }
 
 impl HealthyStream {
-    /// Starts publisher and player on a fresh key and waits until the player receives video.
+    /// Starts publisher and RTMP player on a fresh key and waits until the player receives
+    /// video.
     pub fn start(server: &Server, dir: &Path) -> HealthyStream {
-        let url = server.url("live", &unique_key("healthy"));
+        HealthyStream::start_with_player(server, dir, |key| server.url("live", key))
+    }
+
+    /// Like [`HealthyStream::start`], the player reading HTTP-FLV (`/live/KEY.flv`).
+    pub fn start_over_http(server: &Server, dir: &Path) -> HealthyStream {
+        HealthyStream::start_with_player(server, dir, |key| {
+            server.http_url(&format!("/live/{key}.flv"))
+        })
+    }
+
+    /// Publishes over RTMP on a fresh key; the player reads `player_url(key)`.
+    fn start_with_player(
+        server: &Server,
+        dir: &Path,
+        player_url: impl Fn(&str) -> String,
+    ) -> HealthyStream {
+        let key = unique_key("healthy");
+        let url = server.url("live", &key);
         let publisher = media::publish(Fixture::H264Aac, &url, true, dir, "healthy-pub");
         std::thread::sleep(Duration::from_millis(1500));
         let (player, md5_path) =
-            media::play_to_framemd5(&tools::ffmpeg(), &url, dir, "healthy-play");
+            media::play_to_framemd5(&tools::ffmpeg(), &player_url(&key), dir, "healthy-play");
         let mut stream = HealthyStream {
             publisher,
             player,

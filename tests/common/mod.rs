@@ -11,8 +11,10 @@
 pub mod fixtures;
 pub mod flv;
 pub mod framemd5;
+pub mod fstream;
 pub mod ftl;
 pub mod healthy;
+pub mod http;
 pub mod media;
 pub mod process;
 pub mod rtmp_raw;

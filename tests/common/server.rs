@@ -136,6 +136,11 @@ impl Server {
         self.child.stderr()
     }
 
+    /// Waits up to `timeout` for the server process to exit; its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.child.wait_timeout(timeout)
+    }
+
     /// Panics (with the server's stderr) if the server process has exited.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_status() {
