@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Profiles the relay under load: ringcast (release), one publisher, N RTMP watchers on
 # loopback; `perf record -g` for 10 s, then `strace -c -f` for 10 s, on the relay only.
-# Usage: scripts/bench-profile.sh [N]   (default 2000)   Env: WORKERS=1 OUT=bench-out/profile
+# Usage: scripts/bench-profile.sh [N]   (default 2000)   Env: WORKERS=0 OUT=bench-out/profile
 # Output: $OUT/perf.txt (top of `perf report`), $OUT/strace.txt, $OUT/watch.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
-WORKERS=${WORKERS:-1}
+WORKERS=${WORKERS:-0}
 OUT=${OUT:-bench-out/profile}
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORT=19404

@@ -108,8 +108,10 @@ impl Node {
     }
 }
 
-/// Listen backlog for every TCP listener.
-const BACKLOG: i32 = 4096;
+/// Listen backlog for every TCP listener. The kernel caps it at `net.core.somaxconn`, so that
+/// sysctl is the knob (tuning/README.md): a reconnect storm after a balancer failover must not
+/// overflow the accept queue into SYN retries.
+const BACKLOG: i32 = 65_535;
 
 /// Everything a connection task needs from its core.
 #[derive(Debug)]
