@@ -18,6 +18,7 @@
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 1000 2000 4000 6000 8000)
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US=0 WARMUP=6 MEASURE=12
 #        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
+#        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = true')
 #        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream"
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
@@ -91,6 +92,7 @@ enabled = false
 $fstream
 [http]
 enabled = false
+${EXTRA_TOML:-}
 CONF
       "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
