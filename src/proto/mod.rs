@@ -9,5 +9,6 @@ pub mod flv;
 pub mod fstream;
 pub mod ftl;
 pub mod http;
+pub mod proxy;
 pub mod rtmp;
 pub mod rtp;
