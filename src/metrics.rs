@@ -43,7 +43,8 @@ impl Protocol {
         self as usize
     }
 
-    fn listener_label(self) -> &'static str {
+    /// The listener's name, as the `listener` label and the logs show it.
+    pub fn listener_label(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Ftl => "ftl",

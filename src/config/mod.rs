@@ -292,10 +292,31 @@ impl Config {
                 self.fstream.users_dir.display()
             ));
         }
-        if self.rtmp.proxy_protocol {
+        let proxied: Vec<&str> = [
+            ("rtmp", self.rtmp.proxy_protocol),
+            ("ftl", self.ftl.proxy_protocol && self.ftl.is_active()),
+            (
+                "fstream",
+                self.fstream.proxy_protocol && self.fstream.enabled,
+            ),
+            ("http", self.http.proxy_protocol && self.http.enabled),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if !proxied.is_empty() {
+            out.push(format!(
+                "proxy_protocol is on for {}: every connection there must start with a PROXY \
+                 header, and the client address it claims is believed. Expose these ports only to \
+                 the trusted balancer.",
+                proxied.join(", ")
+            ));
+        }
+        if self.ftl.proxy_protocol && self.ftl.is_active() {
             out.push(
-                "rtmp.proxy_protocol is on: every RTMP connection must start with a PROXY header; \
-                 expose the port only to the trusted balancer."
+                "ftl.proxy_protocol is on: FTL media (UDP) carries no PROXY header and is accepted \
+                 only from the client address the control connection's header names, so the UDP \
+                 ports must be reached from the client's own address (not through a NAT)."
                     .to_owned(),
             );
         }
@@ -601,6 +622,31 @@ mod tests {
         assert!(
             !restricted.iter().any(|w| w.contains("publish")),
             "{restricted:?}"
+        );
+    }
+
+    #[test]
+    fn startup_warnings_name_every_listener_that_believes_proxy_headers() {
+        let defaults = Config::default().startup_warnings();
+        assert!(
+            !defaults.iter().any(|w| w.contains("PROXY")),
+            "{defaults:?}"
+        );
+        let text = RESTRICTED
+            .replace(
+                "default_policy = \"deny\"",
+                "default_policy = \"deny\"\nproxy_protocol = true",
+            )
+            .replace("[ftl]\n", "[ftl]\nproxy_protocol = true\n");
+        let warnings = load(&text).unwrap().startup_warnings();
+        let proxy = warnings
+            .iter()
+            .find(|w| w.contains("PROXY header"))
+            .unwrap();
+        assert!(proxy.contains("on for rtmp, ftl:"), "{proxy}");
+        assert!(
+            warnings.iter().any(|w| w.contains("FTL media (UDP)")),
+            "{warnings:?}"
         );
     }
 }

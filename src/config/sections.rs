@@ -80,8 +80,10 @@ section! {
         pub handshake_timeout_ms: u64 = 10_000,
         /// A session that receives nothing for this long is closed, in milliseconds.
         pub idle_timeout_ms: u64 = 30_000,
-        /// Expect a PROXY protocol v1/v2 header on every connection (only behind a trusted
-        /// balancer: the header sets the client address).
+        /// Every connection must start with a PROXY protocol v1 or v2 header (haproxy's
+        /// send-proxy / send-proxy-v2), read within handshake_timeout_ms; its source address is
+        /// the client's address from then on (logs). A connection without a valid header is
+        /// closed. Only behind a trusted balancer: whoever reaches the port can claim any address.
         pub proxy_protocol: bool = false,
         /// Who may publish to an app without an [[rtmp.apps]] entry: "open" (any key) or "deny".
         /// Playing an unlisted app is always allowed.
@@ -193,6 +195,11 @@ section! {
         pub idle_timeout_ms: u64 = 30_000,
         /// A second publisher on a live channel replaces the first (true) or gets 406 (false).
         pub takeover: bool = true,
+        /// Every control connection must start with a PROXY protocol v1 or v2 header, read
+        /// within auth_timeout_ms; its source address is the client's for the HMAC rate limit and
+        /// the UDP media filter. Media carries no header: it must reach the UDP ports from the
+        /// client's own address (directly, or through a balancer that keeps source addresses).
+        pub proxy_protocol: bool = false,
         /// Most HMAC challenges one source IP may request per minute (0 = unlimited).
         pub hmac_attempts_per_minute_per_ip: u32 = 30,
         /// Stream name of a channel without its own `stream`; "{channel}" is the channel id.
@@ -266,6 +273,10 @@ section! {
         pub max_handshake_len: u32 = 4096,
         /// A broadcaster that sends nothing for this long is disconnected, in milliseconds.
         pub broadcaster_idle_timeout_ms: u64 = 30_000,
+        /// Every connection must start with a PROXY protocol v1 or v2 header, read within
+        /// handshake_timeout_ms; its source address is the client's address from then on (logs).
+        /// Only behind a trusted balancer, as for rtmp.proxy_protocol.
+        pub proxy_protocol: bool = false,
         /// Users allowed to broadcast ([[fstream.users]] tables).
         pub users: Vec<FstreamUser> = Vec::new(),
     }
@@ -308,6 +319,10 @@ section! {
         /// Access-Control-Allow-Origin sent on every response, so browser players (flv.js,
         /// mpegts.js) on other origins may read streams; "" sends no CORS headers.
         pub cors_allow_origin: String = "*".to_owned(),
+        /// Every connection must start with a PROXY protocol v1 or v2 header, read within
+        /// request_timeout_ms; its source address is the client's address from then on (logs).
+        /// Only behind a trusted balancer, as for rtmp.proxy_protocol.
+        pub proxy_protocol: bool = false,
     }
 }
 

@@ -22,10 +22,11 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use super::Core;
+use super::accept::Accepted;
 use super::ftl_media::{self, MediaLink};
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream, UdpSocket};
+use super::runtime::{self, AsyncWriteExt, BufResult, UdpSocket};
 use crate::config::FtlConfig;
 use crate::fanout::{PublishError, Publisher};
 use crate::proto::ftl::{
@@ -163,13 +164,14 @@ enum End {
 }
 
 /// Serves one accepted FTL control connection to its end.
-pub async fn serve(core: Rc<Core>, ftl: Rc<FtlCore>, stream: TcpStream, peer: SocketAddr) {
+/// `peer` is the client: the PROXY header's source when `ftl.proxy_protocol` is on, so the HMAC
+/// rate limit and the UDP media filter both apply to the client, not the balancer.
+pub async fn serve(core: Rc<Core>, ftl: Rc<FtlCore>, accepted: Accepted) {
+    let Accepted { guard, peer, early } = accepted;
     let cfg = &core.config.ftl;
     let now = Instant::now();
     let mut challenge = [0u8; CHALLENGE_LEN];
     rand::fill(&mut challenge[..]);
-    let guard = core.sweeper.guard(Rc::new(stream), now);
-    guard.set_handshake_deadline(Some(now + Duration::from_millis(cfg.auth_timeout_ms)));
     let shared = Rc::new(ControlShared {
         session: RefCell::new(ControlSession::new(ControlConfig::default(), challenge)),
         guard,
@@ -186,7 +188,7 @@ pub async fn serve(core: Rc<Core>, ftl: Rc<FtlCore>, stream: TcpStream, peer: So
         media: None,
     };
     let end = if ftl.admit(peer.ip(), now, cfg.hmac_attempts_per_minute_per_ip) {
-        conn.read_loop().await
+        conn.read_loop(early).await
     } else {
         warn!(%peer, "FTL HMAC rate limit exceeded; refusing");
         conn.shared
@@ -207,10 +209,16 @@ struct Connection {
 }
 
 impl Connection {
-    async fn read_loop(&mut self) -> End {
+    /// Feeds `input` (the bytes that came with the PROXY header, then each read) to the session
+    /// until the connection ends.
+    async fn read_loop(&mut self, mut input: BytesMut) -> End {
         let stream = self.shared.guard.stream().clone();
-        let mut input = BytesMut::new();
         let mut reader = Reader::default();
+        if !input.is_empty()
+            && let Some(end) = self.feed(&mut input).await
+        {
+            return end;
+        }
         loop {
             match reader.read_into(&stream, &mut input).await {
                 Ok(0) => return End::PeerClosed,
@@ -220,24 +228,32 @@ impl Connection {
             let now = Instant::now();
             self.shared.guard.note_read(now);
             self.shared.last_control.set(now);
-            // The session pauses on CONNECT and at `.` until we decide: feed it again after.
-            loop {
-                let fed = self.shared.session.borrow_mut().handle_input(&mut input);
-                if let Err(e) = fed {
-                    self.shared.flush().await;
-                    return End::Protocol(e.to_string());
-                }
-                let decided = self.handle_events();
-                if self.shared.session.borrow().is_closed() {
-                    self.shared.flush().await;
-                    return self.closed_end();
-                }
-                if !decided {
-                    break;
-                }
+            if let Some(end) = self.feed(&mut input).await {
+                return end;
             }
-            self.shared.flush().await;
         }
+    }
+
+    /// Hands `input` to the session, answers its decisions and writes its replies.
+    async fn feed(&mut self, input: &mut BytesMut) -> Option<End> {
+        // The session pauses on CONNECT and at `.` until we decide: feed it again after.
+        loop {
+            let fed = self.shared.session.borrow_mut().handle_input(input);
+            if let Err(e) = fed {
+                self.shared.flush().await;
+                return Some(End::Protocol(e.to_string()));
+            }
+            let decided = self.handle_events();
+            if self.shared.session.borrow().is_closed() {
+                self.shared.flush().await;
+                return Some(self.closed_end());
+            }
+            if !decided {
+                break;
+            }
+        }
+        self.shared.flush().await;
+        None
     }
 
     fn closed_end(&self) -> End {

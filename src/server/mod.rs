@@ -7,6 +7,7 @@
 //! accepted it. The main thread waits for SIGINT/SIGTERM: the first withdraws readiness
 //! (`/readyz` answers 503) and, after `server.shutdown_drain_ms`, winds every worker down.
 
+pub mod accept;
 pub mod fstream;
 pub mod ftl;
 pub mod ftl_media;
@@ -26,11 +27,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{Config, IoUringConfig};
 use crate::fanout::{CoreHub, DeferredWakes, PublishPolicy, Registry, RingLimits};
-use crate::metrics::{Counter, Metrics, NodeGauges, Protocol};
+use crate::metrics::{Metrics, NodeGauges, Protocol};
+use accept::ListenerSpec;
 use guard::Sweeper;
 
 /// How long workers get to wind down (send FTL 410s, flush) after SIGINT/SIGTERM.
@@ -312,113 +314,82 @@ fn worker(
             node: shared.node.clone(),
         });
 
-        let mut listeners = Vec::new();
-        for addr in &config.rtmp.listen.0 {
-            match runtime::bind_tcp(*addr, BACKLOG) {
-                Ok(l) => listeners.push((*addr, l)),
-                Err(e) => {
-                    let _ = ready.send(Err(fail(&format!("binding RTMP on {addr}"), e)));
-                    return;
-                }
-            }
-        }
-        let mut ftl_listeners = Vec::new();
-        let ftl_addrs = if config.ftl.is_active() {
-            &config.ftl.listen.0[..]
-        } else {
-            &[]
+        let (rtmp, ftl, fstream, http) = (&config.rtmp, &config.ftl, &config.fstream, &config.http);
+        let bind = |addrs, protocol, proxy_protocol, timeout_ms| {
+            let timeout = Duration::from_millis(timeout_ms);
+            bind_listeners(index, addrs, protocol, proxy_protocol, timeout)
         };
-        for addr in ftl_addrs {
-            match runtime::bind_tcp(*addr, BACKLOG) {
-                Ok(l) => ftl_listeners.push((*addr, l)),
-                Err(e) => {
-                    let _ = ready.send(Err(fail(&format!("binding FTL on {addr}"), e)));
-                    return;
-                }
+        let bound = (|| {
+            Ok((
+                bind(
+                    &rtmp.listen.0,
+                    Protocol::Rtmp,
+                    rtmp.proxy_protocol,
+                    rtmp.handshake_timeout_ms,
+                )?,
+                bind(
+                    enabled(ftl.is_active(), &ftl.listen.0),
+                    Protocol::Ftl,
+                    ftl.proxy_protocol,
+                    ftl.auth_timeout_ms,
+                )?,
+                bind(
+                    enabled(fstream.enabled, &fstream.listen.0),
+                    Protocol::Fstream,
+                    fstream.proxy_protocol,
+                    fstream.handshake_timeout_ms,
+                )?,
+                bind(
+                    enabled(http.enabled, &http.listen.0),
+                    Protocol::Http,
+                    http.proxy_protocol,
+                    http.request_timeout_ms,
+                )?,
+            ))
+        })();
+        let (listeners, ftl_listeners, fstream_listeners, http_listeners) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
             }
-        }
-        let mut fstream_listeners = Vec::new();
-        let fstream_addrs = if config.fstream.enabled {
-            &config.fstream.listen.0[..]
-        } else {
-            &[]
         };
-        for addr in fstream_addrs {
-            match runtime::bind_tcp(*addr, BACKLOG) {
-                Ok(l) => fstream_listeners.push((*addr, l)),
-                Err(e) => {
-                    let _ = ready.send(Err(fail(&format!("binding fstream on {addr}"), e)));
-                    return;
-                }
-            }
-        }
-        let mut http_listeners = Vec::new();
-        let http_addrs = if config.http.enabled {
-            &config.http.listen.0[..]
-        } else {
-            &[]
-        };
-        for addr in http_addrs {
-            match runtime::bind_tcp(*addr, BACKLOG) {
-                Ok(l) => http_listeners.push((*addr, l)),
-                Err(e) => {
-                    let _ = ready.send(Err(fail(&format!("binding HTTP on {addr}"), e)));
-                    return;
-                }
-            }
-        }
         runtime::spawn(sweeper.run()).detach();
         let ftl_core = Rc::new(ftl::FtlCore::default());
-        for (addr, listener) in ftl_listeners {
+        for (spec, listener) in ftl_listeners {
             if index == 0 {
-                info!(%addr, udp_ports = %config.ftl.udp_port_range, "FTL listening");
+                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
+                let udp_ports = config.ftl.udp_port_range;
+                info!(%addr, %udp_ports, proxy_protocol, "FTL listening");
             }
             let ftl_core = ftl_core.clone();
-            let serve = move |core, stream, peer| ftl::serve(core, ftl_core.clone(), stream, peer);
-            runtime::spawn(accept(core.clone(), Protocol::Ftl, addr, listener, serve)).detach();
+            let serve = move |core, conn| ftl::serve(core, ftl_core, conn);
+            runtime::spawn(accept::run(core.clone(), spec, listener, serve)).detach();
         }
         if let Some(deferred) = hub.deferred_wakes() {
             runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
         }
         runtime::spawn(drain_inbox(hub)).detach();
-        for (addr, listener) in listeners {
+        for (spec, listener) in listeners {
             if index == 0 {
-                info!(%addr, "RTMP listening");
+                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
+                info!(%addr, proxy_protocol, "RTMP listening");
             }
-            runtime::spawn(accept(
-                core.clone(),
-                Protocol::Rtmp,
-                addr,
-                listener,
-                rtmp::serve,
-            ))
-            .detach();
+            runtime::spawn(accept::run(core.clone(), spec, listener, rtmp::serve)).detach();
         }
-        for (addr, listener) in fstream_listeners {
+        for (spec, listener) in fstream_listeners {
             if index == 0 {
-                info!(%addr, "fstream listening");
+                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
+                info!(%addr, proxy_protocol, "fstream listening");
             }
-            runtime::spawn(accept(
-                core.clone(),
-                Protocol::Fstream,
-                addr,
-                listener,
-                fstream::serve,
-            ))
-            .detach();
+            runtime::spawn(accept::run(core.clone(), spec, listener, fstream::serve)).detach();
         }
-        for (addr, listener) in http_listeners {
+        for (spec, listener) in http_listeners {
             if index == 0 {
-                info!(%addr, "HTTP listening");
+                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
+                info!(%addr, proxy_protocol, "HTTP listening");
             }
-            runtime::spawn(accept(
-                core.clone(),
-                Protocol::Http,
-                addr,
-                listener,
-                http::serve,
-            ))
-            .detach();
+            runtime::spawn(accept::run(core.clone(), spec, listener, http::serve)).detach();
         }
         let _ = ready.send(Ok(()));
         // The spawned tasks do the work; this one waits for shutdown, then ends this core's
@@ -456,29 +427,36 @@ async fn flush_deferred_wakes(deferred: Rc<DeferredWakes>, window: Duration) {
     }
 }
 
-/// Accepts connections on `listener` forever, one `serve` task each.
-async fn accept<F, Fut>(
-    core: Rc<Core>,
+/// `addrs` if the listener is on, else none.
+fn enabled(on: bool, addrs: &[SocketAddr]) -> &[SocketAddr] {
+    if on { addrs } else { &[] }
+}
+
+/// Binds one listener per address in `addrs`, each expecting what `protocol`'s config says.
+fn bind_listeners(
+    core: usize,
+    addrs: &[SocketAddr],
     protocol: Protocol,
-    addr: SocketAddr,
-    listener: runtime::TcpListener,
-    serve: F,
-) where
-    F: Fn(Rc<Core>, runtime::TcpStream, SocketAddr) -> Fut,
-    Fut: Future<Output = ()> + 'static,
-{
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                core.hub.metrics().add(Counter::Accepted(protocol), 1);
-                runtime::tune_accepted(&stream);
-                runtime::spawn(serve(core.clone(), stream, peer)).detach();
+    proxy_protocol: bool,
+    handshake_timeout: Duration,
+) -> Result<Vec<(ListenerSpec, runtime::TcpListener)>, StartError> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            let spec = ListenerSpec {
+                protocol,
+                addr,
+                proxy_protocol,
+                handshake_timeout,
+            };
+            match runtime::bind_tcp(addr, BACKLOG) {
+                Ok(listener) => Ok((spec, listener)),
+                Err(source) => Err(StartError::Worker {
+                    core,
+                    what: format!("binding {} on {addr}", protocol.listener_label()),
+                    source,
+                }),
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                error!(%addr, error = %e, "accept failed");
-                runtime::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+        })
+        .collect()
 }

@@ -14,9 +14,10 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use super::Core;
+use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
+use super::runtime::{self, AsyncWriteExt, BufResult};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
@@ -109,7 +110,8 @@ struct Connection {
 }
 
 /// Serves one accepted RTMP connection to its end.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(core: Rc<Core>, accepted: Accepted) {
+    let Accepted { guard, peer, early } = accepted;
     let cfg = &core.config.rtmp;
     let session = ServerSession::new(
         SessionConfig {
@@ -127,9 +129,6 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         },
         handshake_random(),
     );
-    let now = Instant::now();
-    let guard = core.sweeper.guard(Rc::new(stream), now);
-    guard.set_handshake_deadline(Some(now + Duration::from_millis(cfg.handshake_timeout_ms)));
     guard.set_idle_limit(Some(Duration::from_millis(cfg.idle_timeout_ms)));
     let mut conn = Connection {
         core: core.clone(),
@@ -139,7 +138,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         role: Role::Pending,
         app: None,
     };
-    let end = conn.read_loop().await;
+    let end = conn.read_loop(early).await;
     conn.finish(end);
 }
 
@@ -150,10 +149,16 @@ fn handshake_random() -> [u8; 1528] {
 }
 
 impl Connection {
-    async fn read_loop(&mut self) -> End {
+    /// Feeds `input` (the bytes that came with the PROXY header, then each read) to the session
+    /// until the connection ends.
+    async fn read_loop(&mut self, mut input: BytesMut) -> End {
         let stream = self.guard.stream().clone();
-        let mut input = BytesMut::new();
         let mut reader = Reader::default();
+        if !input.is_empty()
+            && let Some(end) = self.feed(&mut input).await
+        {
+            return end;
+        }
         loop {
             match reader.read_into(&stream, &mut input).await {
                 Ok(0) => return End::PeerClosed,
@@ -161,23 +166,31 @@ impl Connection {
                 Err(e) => return End::Io(e),
             }
             self.guard.note_read(Instant::now());
-            // The session stops consuming input while a publish or play request awaits our
-            // decision; we decide at once, so feed it again until it has taken what it can.
-            loop {
-                let before = input.len();
-                if let Err(e) = self.session.borrow_mut().handle_input(&mut input) {
-                    return End::Protocol(e.to_string());
-                }
-                if let Some(end) = self.handle_events() {
-                    self.flush().await;
-                    return end;
-                }
-                if input.is_empty() || input.len() == before {
-                    break;
-                }
+            if let Some(end) = self.feed(&mut input).await {
+                return end;
             }
-            self.flush().await;
         }
+    }
+
+    /// Hands `input` to the session, acts on its events and writes its replies.
+    async fn feed(&mut self, input: &mut BytesMut) -> Option<End> {
+        // The session stops consuming input while a publish or play request awaits our
+        // decision; we decide at once, so feed it again until it has taken what it can.
+        loop {
+            let before = input.len();
+            if let Err(e) = self.session.borrow_mut().handle_input(input) {
+                return Some(End::Protocol(e.to_string()));
+            }
+            if let Some(end) = self.handle_events() {
+                self.flush().await;
+                return Some(end);
+            }
+            if input.is_empty() || input.len() == before {
+                break;
+            }
+        }
+        self.flush().await;
+        None
     }
 
     /// Writes the session's replies: directly before play starts, via the writer after.

@@ -29,15 +29,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
 use super::Core;
+use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, TcpStream};
+use super::runtime;
 use crate::config::{FstreamConfig, redact_key};
 use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, Target, parse_user_ini};
 
@@ -186,17 +187,14 @@ impl Conn {
 }
 
 /// Serves one accepted fstream connection to its end.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
-    let cfg = &core.config.fstream;
-    let now = Instant::now();
-    let guard = core.sweeper.guard(Rc::new(stream), now);
-    guard.set_handshake_deadline(Some(now + Duration::from_millis(cfg.handshake_timeout_ms)));
-    let mut decoder = HandshakeDecoder::new(cfg.max_handshake_len);
+pub async fn serve(core: Rc<Core>, accepted: Accepted) {
+    let Accepted { guard, peer, early } = accepted;
+    let mut decoder = HandshakeDecoder::new(core.config.fstream.max_handshake_len);
     let mut conn = Conn {
         core: core.clone(),
         guard,
         peer,
-        input: BytesMut::new(),
+        input: early,
         reader: Reader::default(),
     };
     let request = loop {

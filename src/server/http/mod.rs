@@ -31,9 +31,10 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info};
 
 use super::Core;
+use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
+use super::runtime::{self, AsyncWriteExt, BufResult};
 use crate::proto::http::{
     HeadDecoder, HttpError, Limits, Method, RequestHead, ResponseHead, Status, flv_path,
 };
@@ -98,21 +99,19 @@ enum Next {
 }
 
 /// Serves one accepted HTTP connection to its end.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(core: Rc<Core>, accepted: Accepted) {
+    let Accepted { guard, peer, early } = accepted;
     let cfg = &core.config.http;
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let mut decoder = HeadDecoder::new(Limits {
         max_head_len: cfg.max_request_head as usize,
         ..Limits::default()
     });
-    let now = Instant::now();
-    let guard = core.sweeper.guard(Rc::new(stream), now);
-    guard.set_handshake_deadline(Some(now + timeout));
     let mut conn = Conn {
         core: core.clone(),
         guard,
         peer,
-        input: BytesMut::new(),
+        input: early,
         reader: Reader::default(),
     };
     let mut served = 0u64;

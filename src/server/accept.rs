@@ -1,0 +1,171 @@
+//! From `accept` to a protocol driver: one accept loop per listener, one task per connection
+//! that registers the connection's guard, starts its handshake deadline and, on a listener
+//! behind a load balancer, reads the PROXY protocol header that names the client.
+//!
+//! The drivers (`rtmp::serve`, `fstream::serve`, `ftl::serve`, `http::serve`) take an [`Accepted`] and never
+//! see the header: only the client's address and whatever bytes arrived after the header. The
+//! header is read under the protocol's handshake deadline (one deadline from accept to the end
+//! of the handshake), by the same kind of read loop as the drivers, never raced against a timer.
+//! A connection without a valid header is logged with its socket peer and closed; nothing is
+//! sent back (the spec asks to abort such connections).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tracing::{debug, error, info, warn};
+
+use super::Core;
+use super::guard::ConnGuard;
+use super::reader::Reader;
+use super::runtime::{self, TcpListener, TcpStream};
+use crate::metrics::{Counter, Protocol};
+use crate::proto::proxy::{self, Header, Parse, ProxyError};
+
+/// What a listener expects of the connections it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    /// The protocol served: the metrics label and the logs' `protocol`.
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
+    /// From accept to the end of the protocol's handshake, the PROXY header included.
+    pub handshake_timeout: Duration,
+}
+
+/// An accepted connection, handed to its protocol driver.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket and its deadlines; the handshake deadline is already running.
+    pub guard: Rc<ConnGuard>,
+    /// The client: the PROXY header's source on a `proxy_protocol` listener (the socket's peer
+    /// when the header carries none: LOCAL, UNKNOWN), else the socket's peer.
+    pub peer: SocketAddr,
+    /// Bytes read after the PROXY header: the protocol's first input (often the whole first
+    /// flight, e.g. an RTMP C0+C1 sent with the header).
+    pub early: BytesMut,
+}
+
+/// Accepts connections on `listener` forever, one task each that ends in `serve`.
+pub async fn run<F, Fut>(core: Rc<Core>, spec: ListenerSpec, listener: TcpListener, serve: F)
+where
+    F: FnOnce(Rc<Core>, Accepted) -> Fut + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                core.hub.metrics().add(Counter::Accepted(spec.protocol), 1);
+                runtime::tune_accepted(&stream);
+                runtime::spawn(start(core.clone(), spec, stream, peer, serve.clone())).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!(addr = %spec.addr, error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One accepted connection: guard, deadline, PROXY header if expected, then the driver.
+async fn start<F, Fut>(
+    core: Rc<Core>,
+    spec: ListenerSpec,
+    stream: TcpStream,
+    socket_peer: SocketAddr,
+    serve: F,
+) where
+    F: FnOnce(Rc<Core>, Accepted) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let now = Instant::now();
+    let guard = core.sweeper.guard(Rc::new(stream), now);
+    guard.set_handshake_deadline(Some(now + spec.handshake_timeout));
+    let mut early = BytesMut::new();
+    let peer = if spec.proxy_protocol {
+        match read_header(&guard, &mut early).await {
+            Ok(header) => client_of(&header, socket_peer, &spec),
+            Err(end) => {
+                log_refusal(&spec, socket_peer, &guard, &end, early.len());
+                runtime::shutdown(guard.stream());
+                return;
+            }
+        }
+    } else {
+        socket_peer
+    };
+    serve(core, Accepted { guard, peer, early }).await;
+}
+
+/// The client named by `header`, or the socket's peer when it names none.
+fn client_of(header: &Header, socket_peer: SocketAddr, spec: &ListenerSpec) -> SocketAddr {
+    let (protocol, version) = (spec.protocol.listener_label(), header.version);
+    match header.source() {
+        Some(source) => {
+            debug!(peer = %source, via = %socket_peer, protocol, ?version, "PROXY header");
+            source
+        }
+        None => {
+            // LOCAL (a balancer's health check) or UNKNOWN: the spec says to use the socket's.
+            debug!(peer = %socket_peer, protocol, ?version, "PROXY header without a client address");
+            socket_peer
+        }
+    }
+}
+
+/// Why a connection ended before its PROXY header was complete.
+#[derive(Debug)]
+enum HeaderEnd {
+    Invalid(ProxyError),
+    Closed,
+    Io(std::io::Error),
+}
+
+/// Reads until `input` starts with a complete header; consumes it and leaves what followed.
+async fn read_header(guard: &ConnGuard, input: &mut BytesMut) -> Result<Header, HeaderEnd> {
+    let mut reader = Reader::default();
+    loop {
+        match proxy::parse(input) {
+            Ok(Parse::Complete(header)) => {
+                input.advance(header.len);
+                return Ok(header);
+            }
+            Ok(Parse::NeedMore) => {}
+            Err(e) => return Err(HeaderEnd::Invalid(e)),
+        }
+        match reader.read_into(guard.stream(), input).await {
+            Ok(0) => return Err(HeaderEnd::Closed),
+            Ok(_) => guard.note_read(Instant::now()),
+            Err(e) => return Err(HeaderEnd::Io(e)),
+        }
+    }
+}
+
+fn log_refusal(
+    spec: &ListenerSpec,
+    peer: SocketAddr,
+    guard: &ConnGuard,
+    end: &HeaderEnd,
+    buffered: usize,
+) {
+    let protocol = spec.protocol.listener_label();
+    let what = "connection closed before its PROXY protocol header";
+    match (end, guard.cut()) {
+        (_, Some(cut)) => info!(%peer, protocol, reason = %cut, buffered, "{what}"),
+        (HeaderEnd::Invalid(e), _) => {
+            // A client that went around the balancer, or a balancer not sending the header.
+            warn!(%peer, protocol, error = %e, "connection closed: no valid PROXY protocol header")
+        }
+        // Connect-and-close: a TCP health check or a port probe, as quiet as the drivers' own.
+        (HeaderEnd::Closed, _) if buffered == 0 => {
+            debug!(%peer, protocol, "{what}: closed by peer")
+        }
+        (HeaderEnd::Closed, _) => {
+            info!(%peer, protocol, reason = "closed by peer", buffered, "{what}")
+        }
+        (HeaderEnd::Io(e), _) => debug!(%peer, protocol, error = %e, "{what}"),
+    }
+}
