@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests drive, on Debian 12 as root:
-# the distribution ffmpeg 5.1 (legacy RTMP, libx264), GStreamer with rtmp2src, and a modern
-# ffmpeg for Enhanced RTMP (imageio-ffmpeg's static build, from PyPI, in a venv).
+# the distribution ffmpeg 5.1 (legacy RTMP, libx264), GStreamer with rtmp2src, HAProxy (the load
+# balancer in front of the PROXY protocol tests), and a modern ffmpeg for Enhanced RTMP
+# (imageio-ffmpeg's static build, from PyPI, in a venv).
 #
 # Idempotent and quiet: each step is skipped when its tool already works; installer output goes
 # to a log that is printed only on failure. Every tool is verified at the end and a missing one
@@ -49,6 +50,8 @@ apt_install() {
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
+# Debian installs haproxy in /usr/sbin, which a non-root PATH may not include.
+haproxy_path() { command -v haproxy 2>/dev/null || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }; }
 gst_has() { gst-inspect-1.0 "$1" >/dev/null 2>&1; }
 
 # --- distribution packages -------------------------------------------------------------
@@ -59,6 +62,7 @@ if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_h
     missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 if ! have python3; then missing+=(python3); fi
+if ! haproxy_path >/dev/null; then missing+=(haproxy); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -89,6 +93,8 @@ fi
 for tool in ffmpeg ffprobe gst-launch-1.0 gst-inspect-1.0; do
     have "$tool" || die "$tool is still missing after install"
 done
+haproxy_bin="$(haproxy_path)" || die "haproxy is still missing after install"
+"$haproxy_bin" -v >/dev/null 2>&1 || die "haproxy does not run: $haproxy_bin"
 for element in rtmp2src flvdemux filesink; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done
@@ -104,3 +110,4 @@ for enc in libx265 libsvtav1; do
 done
 
 echo "export RINGCAST_FFMPEG_MODERN='$modern'"
+echo "export RINGCAST_HAPROXY='$haproxy_bin'"

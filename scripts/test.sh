@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 eval "$(scripts/install-test-deps.sh)"
-export RINGCAST_FFMPEG_MODERN
+export RINGCAST_FFMPEG_MODERN RINGCAST_HAPROXY
 echo "test.sh: modern ffmpeg: $RINGCAST_FFMPEG_MODERN"
+echo "test.sh: haproxy: $RINGCAST_HAPROXY"
 
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy

@@ -1,7 +1,7 @@
 //! Shared harness for the integration tests: a guard around the `ringcast` server process,
 //! media fixtures generated once with ffmpeg, ffmpeg/GStreamer client helpers, a framemd5 and
 //! FLV reader to compare what a player received with what the publisher sent, and a tiny
-//! independent RTMP client for raw-byte tests.
+//! independent RTMP client for raw-byte tests, PROXY protocol headers and an HAProxy runner.
 //!
 //! Every child process runs under a guard that kills it on drop and every wait has a deadline,
 //! so a hung server or client fails the test instead of hanging CI. Nothing here skips a test
@@ -17,6 +17,7 @@ pub mod healthy;
 pub mod http;
 pub mod media;
 pub mod process;
+pub mod proxy;
 pub mod rtmp_raw;
 pub mod server;
 pub mod tools;

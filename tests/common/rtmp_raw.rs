@@ -224,7 +224,13 @@ pub fn tcp(port: u16) -> TcpStream {
 
 /// Performs the client side of the simple handshake on `stream`.
 pub fn handshake(stream: &mut TcpStream) -> io::Result<()> {
-    stream.write_all(&c0c1())?;
+    handshake_after(stream, &[])
+}
+
+/// The simple handshake, with `prefix` (a PROXY protocol header) sent in the same write as
+/// C0+C1, so the server reads them together.
+pub fn handshake_after(stream: &mut TcpStream, prefix: &[u8]) -> io::Result<()> {
+    stream.write_all(&[prefix, &c0c1()].concat())?;
     let mut s0s1s2 = vec![0u8; 1 + 2 * HANDSHAKE_SIZE];
     stream.read_exact(&mut s0s1s2)?;
     if s0s1s2[0] != 3 {
@@ -244,8 +250,13 @@ impl RawRtmp {
     }
 
     /// Handshake over an already connected `stream` (e.g. one with custom socket options).
-    pub fn handshaken_over(mut stream: TcpStream, port: u16) -> RawRtmp {
-        handshake(&mut stream).expect("RTMP handshake with the server");
+    pub fn handshaken_over(stream: TcpStream, port: u16) -> RawRtmp {
+        RawRtmp::handshaken_after(stream, &[], port)
+    }
+
+    /// Handshake over `stream`, `prefix` sent in the same write as C0+C1.
+    pub fn handshaken_after(mut stream: TcpStream, prefix: &[u8], port: u16) -> RawRtmp {
+        handshake_after(&mut stream, prefix).expect("RTMP handshake with the server");
         RawRtmp {
             stream,
             port,
@@ -263,7 +274,13 @@ impl RawRtmp {
 
     /// Handshake + `connect(app)` over an already connected `stream`.
     pub fn over(stream: TcpStream, port: u16, app: &str) -> RawRtmp {
-        let mut c = RawRtmp::handshaken_over(stream, port);
+        RawRtmp::over_after(stream, &[], port, app)
+    }
+
+    /// Handshake + `connect(app)` over `stream`, `prefix` (a PROXY protocol header) sent in the
+    /// same write as C0+C1.
+    pub fn over_after(stream: TcpStream, prefix: &[u8], port: u16, app: &str) -> RawRtmp {
+        let mut c = RawRtmp::handshaken_after(stream, prefix, port);
         let tc_url = format!("rtmp://127.0.0.1:{port}/{app}");
         let obj = Amf::Object(vec![
             ("app".into(), Amf::str(app)),

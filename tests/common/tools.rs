@@ -1,7 +1,7 @@
 //! Where the external tools are. `scripts/test.sh` installs them and exports
 //! `RINGCAST_FFMPEG_MODERN`; a missing tool is a loud failure, never a skip.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -22,6 +22,18 @@ pub fn ffprobe() -> PathBuf {
 /// GStreamer's gst-launch-1.0 (with rtmp2src from plugins-bad).
 pub fn gst_launch() -> PathBuf {
     from_env_or("RINGCAST_GST_LAUNCH", "gst-launch-1.0")
+}
+
+/// HAProxy, the load balancer the PROXY protocol tests put in front of the server: Debian's
+/// `/usr/sbin/haproxy` (not on every user's PATH), else `haproxy`. `RINGCAST_HAPROXY` overrides.
+pub fn haproxy() -> PathBuf {
+    let debian = Path::new("/usr/sbin/haproxy");
+    let default = if debian.exists() {
+        debian
+    } else {
+        Path::new("haproxy")
+    };
+    std::env::var_os("RINGCAST_HAPROXY").map_or_else(|| default.to_path_buf(), PathBuf::from)
 }
 
 /// A modern ffmpeg (imageio-ffmpeg's static build) that speaks Enhanced RTMP (HEVC/AV1 FourCCs).
