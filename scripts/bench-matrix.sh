@@ -16,7 +16,7 @@
 # the publisher starts, once the GOP cache holds a full GOP.
 #
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 1000 2000 4000 6000 8000)
-# Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US=0 WARMUP=6 MEASURE=12
+# Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
 #        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = true')
 #        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream"
@@ -86,7 +86,7 @@ log = "warn"
 [rtmp]
 listen = ["127.0.0.1:$PORT_RC"]
 [fanout]
-write_coalesce_us = ${COALESCE_US:-0}
+${COALESCE_US:+write_coalesce_us = $COALESCE_US}
 [ftl]
 enabled = false
 $fstream

@@ -160,10 +160,11 @@ section! {
         /// A second RTMP/fstream publisher on a live stream replaces the first (true) or is
         /// refused with NetStream.Publish.BadName (false). FTL has its own ftl.takeover.
         pub takeover: bool = false,
-        /// After a stream changes, hold its watchers' wakes this long so frames arriving
-        /// meanwhile leave in one write per watcher, in microseconds (0 = wake at once; at most
-        /// 100 000). Adds up to this much latency; one timer per core, nothing per watcher.
-        pub write_coalesce_us: u64 = 0,
+        /// Write coalescing: how long audio, metadata and sequence headers may wait for the next
+        /// video frame before their watchers are woken anyway, so both leave in one write, in
+        /// microseconds (0 = every frame is written at once; at most 100 000). Video is never
+        /// delayed; one timer per core, nothing per watcher.
+        pub write_coalesce_us: u64 = 20_000,
     }
 }
 

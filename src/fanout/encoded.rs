@@ -113,6 +113,17 @@ impl EncodedFrame {
         matches!(self.content, Content::Media(_))
     }
 
+    /// True when this frame may wait (up to `fanout.write_coalesce_us`) for the next one that
+    /// cannot, so both leave in one write: audio, metadata and sequence headers. Coded video
+    /// frames and opaque bytes wake their watchers at once.
+    pub fn may_wait(&self) -> bool {
+        match self.content {
+            Content::Media(MediaKind::Audio | MediaKind::Script) => true,
+            Content::Media(MediaKind::Video) => self.role == FrameRole::SequenceHeader,
+            Content::Opaque => false,
+        }
+    }
+
     /// Bytes this frame accounts for in ring memory limits.
     pub fn cost(&self) -> usize {
         self.payload.len() + self.rtmp.len()

@@ -42,6 +42,9 @@ pub struct LocalStream {
     waiters: RefCell<Vec<Waker>>,
     /// Spare vector swapped with `waiters` while waking, so waking never allocates.
     waking: RefCell<Vec<Waker>>,
+    /// Wakers held back by frames that may wait (see [`super::wake`]), until a frame that may
+    /// not or the end of the core's window.
+    held: RefCell<Vec<Waker>>,
     /// The core's coalescing window, when `fanout.write_coalesce_us` is on.
     deferred: Option<Rc<DeferredWakes>>,
     watchers: Cell<usize>,
@@ -65,6 +68,7 @@ impl LocalStream {
             version: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             waking: RefCell::new(Vec::new()),
+            held: RefCell::new(Vec::new()),
             deferred,
             watchers: Cell::new(0),
         }
@@ -83,34 +87,62 @@ impl LocalStream {
         self.watchers.get()
     }
 
-    /// Appends a frame and wakes the watchers.
-    pub fn push(&self, frame: Arc<EncodedFrame>) {
+    /// Appends a frame and wakes the watchers (or holds their wakes, see [`super::wake`]).
+    pub fn push(self: &Rc<Self>, frame: Arc<EncodedFrame>) {
+        let may_wait = frame.may_wait();
         self.ring.borrow_mut().push(frame);
-        self.changed();
+        self.changed(may_wait);
     }
 
-    fn apply(&self, msg: Option<StreamMsg>) {
+    /// Applies one message from another core; returns whether it may wait for the next one
+    /// before the watchers are woken (only frames that may wait do).
+    fn apply(&self, msg: Option<StreamMsg>) -> bool {
         match msg {
             None => self.ring.borrow_mut().discontinuity(),
-            Some(StreamMsg::Frame(frame)) => self.ring.borrow_mut().push(frame),
+            Some(StreamMsg::Frame(frame)) => {
+                let may_wait = frame.may_wait();
+                self.ring.borrow_mut().push(frame);
+                return may_wait;
+            }
             Some(StreamMsg::PublisherJoined) => self.state.set(StreamState::Live),
             Some(StreamMsg::PublisherLeft) => self.state.set(StreamState::Waiting),
             Some(StreamMsg::Ended) => self.state.set(StreamState::Ended),
         }
+        false
     }
 
-    /// Wakes every waiting watcher once: now, or at the end of the core's coalescing window.
-    fn changed(&self) {
+    /// Bumps the version and wakes every waiting watcher once, with what was held before; with
+    /// coalescing on, a change that `may_wait` holds the wakes instead.
+    fn changed(self: &Rc<Self>, may_wait: bool) {
         self.version.set(self.version.get().wrapping_add(1));
-        if let Some(deferred) = &self.deferred {
-            deferred.defer(&mut self.waiters.borrow_mut());
+        if may_wait && let Some(deferred) = &self.deferred {
+            let mut waiters = self.waiters.borrow_mut();
+            if !waiters.is_empty() {
+                let mut held = self.held.borrow_mut();
+                if held.is_empty() {
+                    deferred.hold(self.clone());
+                }
+                held.append(&mut waiters);
+            }
             return;
         }
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());
+        waking.append(&mut self.held.borrow_mut());
         for waker in waking.drain(..) {
             waker.wake();
         }
+    }
+
+    /// Wakes the watchers held back; returns how many. Called when the core's window ends.
+    pub(super) fn release_held(&self) -> usize {
+        let mut waking = self.waking.borrow_mut();
+        std::mem::swap(&mut *waking, &mut *self.held.borrow_mut());
+        let woken = waking.len();
+        for waker in waking.drain(..) {
+            waker.wake();
+        }
+        woken
     }
 
     /// Ready once the stream changed since `seen` (which is then updated). The waker is queued
@@ -224,8 +256,9 @@ impl CoreHub {
         };
         while let Some(shared) = inbox.pop_ready() {
             let local = self.local_for(&shared);
-            shared.drain(self.core, |msg| local.apply(msg));
-            local.changed();
+            let mut may_wait = true;
+            shared.drain(self.core, |msg| may_wait &= local.apply(msg));
+            local.changed(may_wait);
             if local.state() == StreamState::Ended {
                 self.streams.borrow_mut().remove(&shared.name);
             }
@@ -462,8 +495,10 @@ mod tests {
         assert!(!batch.is_empty(), "the watcher is on an orphaned copy");
     }
 
-    #[test]
-    fn with_deferred_wakes_a_push_wakes_its_watcher_only_at_the_flush() {
+    /// A coalescing core, a live stream on it and one watcher parked on a counting waker.
+    fn coalescing_watcher(
+        name: &str,
+    ) -> (Rc<CoreHub>, Publisher, Watcher, Arc<CountingWaker>, Waker) {
         let registry = Arc::new(Registry::new(
             1,
             PublishPolicy {
@@ -472,30 +507,54 @@ mod tests {
             },
         ));
         let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()).deferring_wakes());
-        let mut publisher = Publisher::start(&hub, "live/defer", 4096, Instant::now()).unwrap();
-        let mut watcher = hub.watch("live/defer", Egress::Rtmp);
+        let mut publisher = Publisher::start(&hub, name, 4096, Instant::now()).unwrap();
+        publisher.push(keyframe(0)).unwrap();
+        let mut watcher = hub.watch(name, Egress::Rtmp);
         let counter = Arc::new(CountingWaker::default());
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
         let _ = watcher.poll_changed(&mut cx);
         assert!(watcher.poll_changed(&mut cx).is_pending());
-        for ts in [0, 21, 33] {
-            let payload = Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]);
-            publisher
-                .push(Frame::new(MediaKind::Video, ts, payload))
-                .unwrap();
-        }
-        assert_eq!(
-            counter.0.load(Ordering::Relaxed),
-            0,
-            "held until the window ends"
-        );
+        (hub, publisher, watcher, counter, waker)
+    }
+
+    fn audio(ts: u32) -> Frame {
+        Frame::new(MediaKind::Audio, ts, Bytes::from_static(&[0xaf, 1, 0x21]))
+    }
+
+    fn inter(ts: u32) -> Frame {
+        Frame::new(MediaKind::Video, ts, Bytes::from_static(&[0x27, 1, 0, 0, 0, 7]))
+    }
+
+    #[test]
+    fn coalescing_holds_audio_wakes_until_the_window_ends() {
+        let (hub, mut publisher, mut watcher, counter, waker) = coalescing_watcher("live/held");
+        publisher.push(audio(10)).unwrap();
+        publisher.push(audio(31)).unwrap();
+        assert_eq!(counter.0.load(Ordering::Relaxed), 0, "audio waits for the window");
         assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 1);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1, "one wake for both frames");
+        let mut cx = Context::from_waker(&waker);
+        assert!(watcher.poll_changed(&mut cx).is_ready());
+        assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 0, "the window is over");
+    }
+
+    #[test]
+    fn coalescing_never_delays_video_and_releases_held_audio_with_it() {
+        let (hub, mut publisher, mut watcher, counter, _waker) = coalescing_watcher("live/video");
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(counter.0.load(Ordering::Relaxed), 0);
+        publisher.push(inter(33)).unwrap();
         assert_eq!(
             counter.0.load(Ordering::Relaxed),
             1,
-            "one wake for three frames"
+            "the video frame wakes the watcher at once, audio included"
         );
-        assert!(watcher.poll_changed(&mut cx).is_ready());
+        let mut batch = Vec::new();
+        watcher.fill(Instant::now(), &mut batch, 16, 1 << 20);
+        assert!(batch.len() >= 2, "audio and video leave in one write");
+        assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 0, "nothing left held");
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1, "not woken twice");
     }
+
 }

@@ -23,6 +23,9 @@ use super::runtime::{self, TcpListener, TcpStream};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::proxy::{self, Header, Parse, ProxyError};
 
+/// Most connections taken from the accept queue at once after an awaited accept.
+const MAX_ACCEPT_BURST: usize = 256;
+
 /// What a listener expects of the connections it accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSpec {
@@ -54,18 +57,38 @@ where
     F: FnOnce(Rc<Core>, Accepted) -> Fut + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    let admit = |stream: TcpStream, peer: SocketAddr| {
+        core.hub.metrics().add(Counter::Accepted(spec.protocol), 1);
+        runtime::tune_accepted(&stream);
+        runtime::spawn(start(core.clone(), spec, stream, peer, serve.clone())).detach();
+    };
     loop {
-        match listener.accept().await {
+        let failed = match listener.accept().await {
             Ok((stream, peer)) => {
-                core.hub.metrics().add(Counter::Accepted(spec.protocol), 1);
-                runtime::tune_accepted(&stream);
-                runtime::spawn(start(core.clone(), spec, stream, peer, serve.clone())).detach();
+                admit(stream, peer);
+                // A busy core runs this task once per tick, and one awaited accept per tick
+                // admits a reconnect storm at tens of connections per second: take everything
+                // already queued now, without waiting.
+                let mut failed = None;
+                for _ in 0..MAX_ACCEPT_BURST {
+                    match runtime::try_accept(&listener) {
+                        Ok(Some((stream, peer))) => admit(stream, peer),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                failed
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                error!(addr = %spec.addr, error = %e, "accept failed");
-                runtime::sleep(Duration::from_millis(100)).await;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => None,
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            // EMFILE and friends: back off instead of spinning.
+            error!(addr = %spec.addr, error = %e, "accept failed");
+            runtime::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -96,6 +96,31 @@ pub fn shutdown_write(stream: &TcpStream) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
 }
 
+/// Accepts a connection already waiting in `listener`'s queue, without waiting for one:
+/// `Ok(None)` when the queue is empty.
+pub fn try_accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    let (socket, addr) = match SockRef::from(listener).accept() {
+        Ok(accepted) => accepted,
+        // Empty queue; or a client that reset before we took it, which is no listener error.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    socket.set_nonblocking(true)?;
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection without an IP peer"))?;
+    Ok(Some((TcpStream::from_std(socket.into())?, peer)))
+}
+
 /// Sets the socket options every accepted connection gets.
 pub fn tune_accepted(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
