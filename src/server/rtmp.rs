@@ -59,6 +59,18 @@ struct PlayControl {
     stream_id: u32,
     notify: LocalNotify,
     stopped: Cell<bool>,
+    /// The session may have bytes to send (set by the reader, cleared by `drain`), so a write
+    /// carrying only media never touches the session.
+    output_queued: Cell<bool>,
+}
+
+impl PlayControl {
+    /// Tells the writer the session may have queued bytes (replies, acknowledgements) or the
+    /// connection is ending.
+    fn wake_writer(&self) {
+        self.output_queued.set(true);
+        self.notify.notify();
+    }
 }
 
 impl Control for PlayControl {
@@ -67,6 +79,9 @@ impl Control for PlayControl {
     }
 
     fn drain(&self, batch: &mut Vec<Bytes>) {
+        if !self.output_queued.replace(false) {
+            return;
+        }
         let mut session = self.session.borrow_mut();
         while let Some(bytes) = session.poll_transmit() {
             batch.push(bytes);
@@ -79,6 +94,7 @@ impl Control for PlayControl {
         // then the returning publisher's headers and frames. Only the real end is announced.
         if state == StreamState::Ended {
             self.session.borrow_mut().notify_unpublish(self.stream_id);
+            self.output_queued.set(true);
         }
     }
 
@@ -196,7 +212,7 @@ impl Connection {
     /// Writes the session's replies: directly before play starts, via the writer after.
     async fn flush(&self) {
         match &self.role {
-            Role::Playing { control } => control.notify.notify(),
+            Role::Playing { control } => control.wake_writer(),
             _ => {
                 let mut batch = Vec::new();
                 {
@@ -252,7 +268,7 @@ impl Connection {
                 ServerEvent::PlayStopped { .. } => {
                     if let Role::Playing { control } = &self.role {
                         control.stopped.set(true);
-                        control.notify.notify();
+                        control.wake_writer();
                     }
                 }
             }
@@ -361,6 +377,8 @@ impl Connection {
             stream_id,
             notify: LocalNotify::default(),
             stopped: Cell::new(false),
+            // accept_play's replies are already queued.
+            output_queued: Cell::new(true),
         });
         // A player only sends acknowledgements: no idle limit, but a stuck write is cut.
         self.guard.set_idle_limit(None);
@@ -451,7 +469,7 @@ impl Connection {
         self.stop_publishing();
         if let Role::Playing { control } = &self.role {
             control.stopped.set(true);
-            control.notify.notify();
+            control.wake_writer();
         }
         runtime::shutdown(self.guard.stream());
     }
