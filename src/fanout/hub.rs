@@ -523,7 +523,11 @@ mod tests {
     }
 
     fn inter(ts: u32) -> Frame {
-        Frame::new(MediaKind::Video, ts, Bytes::from_static(&[0x27, 1, 0, 0, 0, 7]))
+        Frame::new(
+            MediaKind::Video,
+            ts,
+            Bytes::from_static(&[0x27, 1, 0, 0, 0, 7]),
+        )
     }
 
     #[test]
@@ -531,12 +535,24 @@ mod tests {
         let (hub, mut publisher, mut watcher, counter, waker) = coalescing_watcher("live/held");
         publisher.push(audio(10)).unwrap();
         publisher.push(audio(31)).unwrap();
-        assert_eq!(counter.0.load(Ordering::Relaxed), 0, "audio waits for the window");
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            0,
+            "audio waits for the window"
+        );
         assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 1);
-        assert_eq!(counter.0.load(Ordering::Relaxed), 1, "one wake for both frames");
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            1,
+            "one wake for both frames"
+        );
         let mut cx = Context::from_waker(&waker);
         assert!(watcher.poll_changed(&mut cx).is_ready());
-        assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 0, "the window is over");
+        assert_eq!(
+            hub.deferred_wakes().unwrap().wake_all(),
+            0,
+            "the window is over"
+        );
     }
 
     #[test]
@@ -553,8 +569,11 @@ mod tests {
         let mut batch = Vec::new();
         watcher.fill(Instant::now(), &mut batch, 16, 1 << 20);
         assert!(batch.len() >= 2, "audio and video leave in one write");
-        assert_eq!(hub.deferred_wakes().unwrap().wake_all(), 0, "nothing left held");
+        assert_eq!(
+            hub.deferred_wakes().unwrap().wake_all(),
+            0,
+            "nothing left held"
+        );
         assert_eq!(counter.0.load(Ordering::Relaxed), 1, "not woken twice");
     }
-
 }

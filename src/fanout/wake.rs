@@ -57,6 +57,9 @@ impl DeferredWakes {
     pub fn wake_all(&self) -> usize {
         let mut releasing = self.releasing.borrow_mut();
         std::mem::swap(&mut *releasing, &mut *self.holding.borrow_mut());
-        releasing.drain(..).map(|stream| stream.release_held()).sum()
+        releasing
+            .drain(..)
+            .map(|stream| stream.release_held())
+            .sum()
     }
 }

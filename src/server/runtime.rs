@@ -131,3 +131,39 @@ pub fn tune_accepted(stream: &TcpStream) {
 pub async fn sleep_ms(ms: u64) {
     sleep(Duration::from_millis(ms)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn try_accept_takes_every_queued_connection_then_reports_an_empty_queue() {
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut clients: Vec<_> = (0..3)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect();
+            let mut accepted = Vec::new();
+            while let Some((stream, peer)) = try_accept(&listener).unwrap() {
+                assert_eq!(peer.ip(), addr.ip());
+                accepted.push(stream);
+            }
+            assert_eq!(accepted.len(), 3, "all queued connections taken");
+            assert!(try_accept(&listener).unwrap().is_none());
+
+            // The accepted sockets are usable by the runtime.
+            let server_side = accepted.remove(0);
+            let BufResult(result, _) = (&server_side).write_all(b"hi".to_vec()).await;
+            result.unwrap();
+            let mut got = [0u8; 2];
+            clients[0].read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"hi");
+        });
+    }
+}
