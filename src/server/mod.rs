@@ -8,6 +8,7 @@
 //! (`/readyz` answers 503) and, after `server.shutdown_drain_ms`, winds every worker down.
 
 pub mod accept;
+pub mod conn;
 pub mod fstream;
 pub mod ftl;
 pub mod ftl_media;

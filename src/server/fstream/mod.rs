@@ -26,19 +26,14 @@ pub mod broadcast;
 pub mod watch;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
 
-use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
 use super::Core;
 use super::accept::Accepted;
-use super::guard::ConnGuard;
-use super::reader::Reader;
-use super::runtime;
+pub use super::conn::Conn;
 use crate::config::{FstreamConfig, redact_key};
 use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, Target, parse_user_ini};
 
@@ -151,52 +146,11 @@ pub fn authenticate(
     }
 }
 
-/// One accepted connection after its handshake: the socket, its guard and its read buffer.
-pub struct Conn {
-    pub core: Rc<Core>,
-    pub guard: Rc<ConnGuard>,
-    pub peer: SocketAddr,
-    /// Bytes read but not consumed yet (a broadcaster's first data may follow the handshake).
-    pub input: BytesMut,
-    reader: Reader,
-}
-
-impl Conn {
-    /// Reads once more into `input`. `Ok(0)` is end of stream.
-    pub async fn read_more(&mut self) -> std::io::Result<usize> {
-        let stream = self.guard.stream().clone();
-        let n = self.reader.read_into(&stream, &mut self.input).await?;
-        if n > 0 {
-            self.guard.note_read(Instant::now());
-        }
-        Ok(n)
-    }
-
-    /// Why the connection's IO stopped: the guard's cut reason wins over the IO error it caused.
-    pub fn describe_io_end(&self, result: &std::io::Result<usize>) -> String {
-        match (self.guard.cut(), result) {
-            (Some(cut), _) => cut.to_string(),
-            (None, Ok(_)) => "closed by peer".to_owned(),
-            (None, Err(e)) => format!("io error: {e}"),
-        }
-    }
-
-    pub fn close(&self) {
-        runtime::shutdown(self.guard.stream());
-    }
-}
-
 /// Serves one accepted fstream connection to its end.
 pub async fn serve(core: Rc<Core>, accepted: Accepted) {
-    let Accepted { guard, peer, early } = accepted;
     let mut decoder = HandshakeDecoder::new(core.config.fstream.max_handshake_len);
-    let mut conn = Conn {
-        core: core.clone(),
-        guard,
-        peer,
-        input: early,
-        reader: Reader::default(),
-    };
+    let mut conn = Conn::new(core.clone(), accepted);
+    let peer = conn.peer;
     let request = loop {
         match decoder.decode(&mut conn.input) {
             Ok(Some(request)) => break request,

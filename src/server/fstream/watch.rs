@@ -20,7 +20,7 @@ use crate::fanout::{Egress, StreamState, Watcher};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
 use crate::proto::fstream::{Request, Target};
-use crate::server::runtime::{shutdown, spawn};
+use crate::server::runtime::shutdown;
 use crate::server::watch::{self, Control, LocalNotify, WatchEnd};
 
 /// The fstream side of the write loop: an optional one-time prefix (the FLV file header) and
@@ -59,7 +59,7 @@ fn flv_file_header() -> Bytes {
 }
 
 /// Serves a watcher to its end.
-pub async fn run(mut conn: Conn, request: Request) {
+pub async fn run(conn: Conn, request: Request) {
     let peer = conn.peer;
     let shown = shown_name(&request);
     let name = request.stream_name();
@@ -81,20 +81,12 @@ pub async fn run(mut conn: Conn, request: Request) {
     guard.set_write_limit(Some(Duration::from_millis(
         core.config.fanout.slow_watcher_disconnect_ms,
     )));
+    // Whatever a watcher sends is discarded; its EOF ends the session.
     let reader_control = control.clone();
-    spawn(async move {
-        // Whatever a watcher sends is discarded; its EOF ends the session.
-        loop {
-            conn.input.clear();
-            match conn.read_more().await {
-                Ok(n) if n > 0 => {}
-                _ => break,
-            }
-        }
+    conn.discard_input_until_eof(move || {
         reader_control.stopped.set(true);
         reader_control.notify.notify();
-    })
-    .detach();
+    });
 
     let started = match request.target() {
         Target::Stream { .. } => {

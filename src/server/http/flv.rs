@@ -34,7 +34,7 @@ use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
 use crate::proto::http::{FlvPath, ResponseHead, Status, query_param};
 use crate::server::fstream::Format;
-use crate::server::runtime::{shutdown, spawn};
+use crate::server::runtime::shutdown;
 use crate::server::watch::{self, Control, LocalNotify, WatchEnd};
 
 /// A request allowed to watch.
@@ -147,7 +147,7 @@ impl Control for FlvControl {
 }
 
 /// Streams FLV to an admitted `GET` until the stream ends or either side gives up.
-pub async fn run(mut conn: Conn, admitted: Admitted) {
+pub async fn run(conn: Conn, admitted: Admitted) {
     let core = conn.core.clone();
     let guard = conn.guard.clone();
     let peer = conn.peer;
@@ -169,20 +169,12 @@ pub async fn run(mut conn: Conn, admitted: Admitted) {
             .encode(),
         Bytes::copy_from_slice(&flv::file_header(true, true)),
     ];
+    // Whatever the client sends now is discarded; its EOF means it left.
     let reader_control = control.clone();
-    spawn(async move {
-        // Whatever the client sends now is discarded; its EOF means it left.
-        loop {
-            conn.input.clear();
-            match conn.read_more().await {
-                Ok(n) if n > 0 => {}
-                _ => break,
-            }
-        }
+    conn.discard_input_until_eof(move || {
         reader_control.stopped.set(true);
         reader_control.notify.notify();
-    })
-    .detach();
+    });
 
     let shown = &admitted.shown;
     info!(%peer, worker = core.index, stream = %shown, "HTTP-FLV watch started");

@@ -23,18 +23,16 @@
 
 pub mod flv;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tracing::{debug, info};
 
 use super::Core;
 use super::accept::Accepted;
-use super::guard::ConnGuard;
-use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult};
+pub use super::conn::Conn;
+use super::runtime;
 use crate::proto::http::{
     HeadDecoder, HttpError, Limits, Method, RequestHead, ResponseHead, Status, flv_path,
 };
@@ -46,47 +44,23 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes read and discarded while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// One accepted HTTP connection: the socket, its guard and its read buffer.
-pub struct Conn {
-    pub core: Rc<Core>,
-    pub guard: Rc<ConnGuard>,
-    pub peer: SocketAddr,
-    /// Bytes read but not yet decoded (a pipelined request may follow a head).
-    pub input: BytesMut,
-    reader: Reader,
-}
-
-impl Conn {
-    /// Reads once more into `input`. `Ok(0)` is end of stream.
-    pub async fn read_more(&mut self) -> std::io::Result<usize> {
-        let stream = self.guard.stream().clone();
-        self.reader.read_into(&stream, &mut self.input).await
-    }
-
-    async fn write(&self, parts: Vec<Bytes>) -> std::io::Result<()> {
-        let mut writer = &**self.guard.stream();
-        let BufResult(result, _) = writer.write_vectored_all(parts).await;
-        result
-    }
-
-    /// Ends the connection after a response: FIN after what was written, then read and
-    /// discard what the client still sends (briefly, boundedly), so it reads our answer rather
-    /// than a reset caused by unread bytes.
-    async fn linger_close(&mut self) {
-        let stream = self.guard.stream().clone();
-        runtime::shutdown_write(&stream);
-        self.guard
-            .set_handshake_deadline(Some(Instant::now() + LINGER));
-        let mut discarded = 0;
-        while discarded < LINGER_BYTES {
-            self.input.clear();
-            match self.read_more().await {
-                Ok(n) if n > 0 => discarded += n,
-                _ => break,
-            }
+/// Ends the connection after a response: FIN after what was written, then read and discard
+/// what the client still sends (briefly, boundedly), so it reads our answer rather than a reset
+/// caused by unread bytes.
+async fn linger_close(conn: &mut Conn) {
+    let stream = conn.guard.stream().clone();
+    runtime::shutdown_write(&stream);
+    conn.guard
+        .set_handshake_deadline(Some(Instant::now() + LINGER));
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        conn.input.clear();
+        match conn.read_more().await {
+            Ok(n) if n > 0 => discarded += n,
+            _ => break,
         }
-        runtime::shutdown(&stream);
     }
+    runtime::shutdown(&stream);
 }
 
 /// What to do after a response.
@@ -100,20 +74,14 @@ enum Next {
 
 /// Serves one accepted HTTP connection to its end.
 pub async fn serve(core: Rc<Core>, accepted: Accepted) {
-    let Accepted { guard, peer, early } = accepted;
     let cfg = &core.config.http;
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let mut decoder = HeadDecoder::new(Limits {
         max_head_len: cfg.max_request_head as usize,
         ..Limits::default()
     });
-    let mut conn = Conn {
-        core: core.clone(),
-        guard,
-        peer,
-        input: early,
-        reader: Reader::default(),
-    };
+    let mut conn = Conn::new(core.clone(), accepted);
+    let peer = conn.peer;
     let mut served = 0u64;
     loop {
         let head = match decoder.decode(&mut conn.input) {
@@ -141,7 +109,7 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
             Err(e) => {
                 info!(%peer, status = e.status().code(), error = %e, "HTTP request refused");
                 let _ = conn.write(error_response(&core, &e)).await;
-                conn.linger_close().await;
+                linger_close(&mut conn).await;
                 return;
             }
         };
@@ -153,7 +121,7 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
                     .set_handshake_deadline(Some(Instant::now() + timeout));
             }
             Next::Close => {
-                conn.linger_close().await;
+                linger_close(&mut conn).await;
                 return;
             }
             Next::Watch(admitted) => {
