@@ -17,7 +17,7 @@ use super::Core;
 use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult};
+use super::runtime::{self, BufResult};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
 use crate::fanout::{Egress, PublishError, Publisher, StreamState};
@@ -222,8 +222,7 @@ impl Connection {
                     }
                 }
                 if !batch.is_empty() {
-                    let mut writer = &**self.guard.stream();
-                    let BufResult(_, _) = writer.write_vectored_all(batch).await;
+                    let BufResult(_, _) = self.guard.stream().write_vectored_all(batch).await;
                 }
             }
         }
@@ -393,8 +392,7 @@ impl Connection {
         let hub = self.core.hub.clone();
         runtime::spawn(async move {
             let _watching = metrics.track(Counter::Watchers(Protocol::Rtmp));
-            let writer = &**guard.stream();
-            let end = watch::run(writer, &guard, &mut watcher, &*task_control, &metrics).await;
+            let end = watch::run(guard.stream(), &guard, &mut watcher, &*task_control, &metrics).await;
             match (&end, guard.cut()) {
                 (_, Some(cut)) => info!(%peer, stream = %shown, reason = %cut, "player disconnected"),
                 (WatchEnd::TooSlow { dropped_frames }, _) => {
@@ -407,7 +405,7 @@ impl Connection {
             drop(watcher);
             hub.forget_if_unused(&full);
             // Wake the reader so the connection ends as a whole.
-            runtime::shutdown(guard.stream());
+            guard.stream().shutdown();
         })
         .detach();
         self.role = Role::Playing { control };
@@ -471,6 +469,6 @@ impl Connection {
             control.stopped.set(true);
             control.wake_writer();
         }
-        runtime::shutdown(self.guard.stream());
+        self.guard.stream().shutdown();
     }
 }

@@ -101,7 +101,7 @@ pub async fn run(conn: Conn, request: Request) {
     };
     match started {
         Ok(()) => {
-            let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control, metrics).await;
+            let end = watch::run(guard.stream(), &guard, &mut watcher, &*control, metrics).await;
             let reason = match (&end, guard.cut()) {
                 (_, Some(cut)) => cut.to_string(),
                 (WatchEnd::TooSlow { .. }, _) => {

@@ -178,7 +178,7 @@ pub async fn run(conn: Conn, admitted: Admitted) {
 
     let shown = &admitted.shown;
     info!(%peer, worker = core.index, stream = %shown, "HTTP-FLV watch started");
-    let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control, metrics).await;
+    let end = watch::run(guard.stream(), &guard, &mut watcher, &*control, metrics).await;
     let reason = match (&end, guard.cut()) {
         (_, Some(cut)) => cut.to_string(),
         (WatchEnd::TooSlow { .. }, _) => "too slow: dropped by the slow-watcher policy".to_owned(),
