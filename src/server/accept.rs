@@ -167,8 +167,11 @@ fn log_tls_failure(spec: &ListenerSpec, peer: SocketAddr, guard: &ConnGuard, end
     let protocol = spec.label;
     match (end, guard.cut()) {
         (_, Some(cut)) => info!(%peer, protocol, reason = %cut, "TLS handshake failed"),
-        (HandshakeError::Closed, _) => {
-            debug!(%peer, protocol, "TLS handshake failed: closed by peer")
+        (HandshakeError::Closed { received: 0 }, _) => {
+            debug!(%peer, protocol, "TLS handshake failed: closed by peer before sending anything")
+        }
+        (HandshakeError::Closed { received }, _) => {
+            info!(%peer, protocol, received, "TLS handshake failed: closed by peer mid-handshake")
         }
         (HandshakeError::Tls(e), _) => warn!(%peer, protocol, error = %e, "TLS handshake failed"),
         (HandshakeError::Io(e), _) => info!(%peer, protocol, error = %e, "TLS handshake failed"),

@@ -56,8 +56,9 @@ impl std::fmt::Debug for Tls {
 /// Why a TLS handshake failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("closed by peer during the TLS handshake")]
-    Closed,
+    /// The peer closed; `received` bytes of handshake had arrived (0: a port probe).
+    #[error("closed by peer during the TLS handshake after {received} bytes")]
+    Closed { received: usize },
     #[error("TLS handshake: {0}")]
     Tls(rustls::Error),
     #[error("io error during the TLS handshake: {0}")]
@@ -154,6 +155,7 @@ impl Transport {
             state.cipher.extend_from_slice(&cipher);
         }
         let mut reader = Reader::default();
+        let mut received = tls.state.borrow().cipher.len();
         loop {
             let (done, progress) = {
                 let mut state = tls.state.borrow_mut();
@@ -171,8 +173,8 @@ impl Transport {
             let read = reader.read_raw(&self.tcp, &mut cipher).await;
             tls.state.borrow_mut().cipher = cipher;
             match read {
-                Ok(0) => return Err(HandshakeError::Closed),
-                Ok(_) => {}
+                Ok(0) => return Err(HandshakeError::Closed { received }),
+                Ok(n) => received += n,
                 Err(e) => return Err(HandshakeError::Io(e)),
             }
         }
