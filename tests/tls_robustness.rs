@@ -153,6 +153,46 @@ fn each_bad_tls_input_ends_only_its_connection_with_a_log_line_while_an_rtmps_st
 }
 
 #[test]
+fn an_oversized_record_after_the_handshake_ends_that_connection_with_a_tls_error_logged() {
+    let mut tls = TlsServer::start(1, None);
+    let dir = tls.server.scratch();
+    let mut healthy = HealthyStream::start_between(
+        &tls.server,
+        &dir,
+        |key| tls.rtmps_url("live", key),
+        |key| tls.rtmps_url("live", key),
+    );
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client =
+        rustls::ClientConnection::new(tls::client_config(&tls.pki.ca_file), name).unwrap();
+    let mut tcp = TcpStream::connect(tls.rtmps_addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while client.is_handshaking() {
+        client.complete_io(&mut tcp).unwrap();
+    }
+    let port = tcp.local_addr().unwrap().port();
+    // An application-data record announcing 65 535 bytes: over TLS's 16 KiB + 256 limit.
+    let mut record = vec![0x17, 3, 3, 0xff, 0xff];
+    record.extend(std::iter::repeat_n(0u8, 4096));
+    let _ = tcp.write_all(&record);
+    let mut sink = [0u8; 4096];
+    while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+    let peer = format!("peer=127.0.0.1:{port} ");
+    let logged = wait_until(Duration::from_secs(5), || {
+        tls.server
+            .stderr()
+            .lines()
+            .any(|l| l.contains(&peer) && l.contains("TLS error"))
+    });
+    assert!(
+        logged,
+        "no TLS error logged for {peer}; server stderr:\n{}",
+        tls.server.stderr()
+    );
+    healthy.assert_still_flowing(&mut tls.server);
+}
+
+#[test]
 fn sighup_presents_the_new_certificate_to_new_connections_and_keeps_open_players() {
     let mut tls = TlsServer::start(2, None);
     let dir = tls.server.scratch();
