@@ -89,6 +89,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
 
+    /// Share the listeners of a running ringcast for a zero-downtime upgrade (sets
+    /// server.handover_listeners): start this one, then SIGTERM the old one.
+    #[arg(long)]
+    pub handover: bool,
+
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -224,6 +229,9 @@ impl Cli {
         }
         if let Some(addr) = self.https {
             config.http.tls_listen = Listen::one(addr);
+        }
+        if self.handover {
+            config.server.handover_listeners = true;
         }
         if let Some(n) = self.workers {
             config.server.workers = n;

@@ -262,7 +262,7 @@ fn sighup_presents_the_new_certificate_to_new_connections_and_keeps_open_players
 }
 
 #[test]
-fn a_second_ringcast_on_the_same_address_refuses_to_start() {
+fn a_second_ringcast_on_the_same_address_refuses_to_start_unless_handing_over() {
     let mut first = Server::start();
     let dir = first.scratch();
     let taken = format!("127.0.0.1:{}", first.port);
@@ -292,5 +292,31 @@ fn a_second_ringcast_on_the_same_address_refuses_to_start() {
     assert!(
         TcpStream::connect(&taken).is_ok(),
         "the first ringcast stopped accepting"
+    );
+
+    // A deliberate hand-over (--handover) starts and shares the address until the old one goes.
+    cmd.arg("--handover");
+    let mut successor = ChildGuard::spawn("successor", &mut cmd, dir.join("successor.stderr"));
+    let ready = wait_until(Duration::from_secs(15), || {
+        successor.stderr().contains("ringcast is ready")
+    });
+    assert!(
+        ready,
+        "the hand-over ringcast did not start: {}",
+        successor.stderr()
+    );
+    first.signal("TERM");
+    assert!(
+        first.wait_exit(Duration::from_secs(15)).is_some(),
+        "the old ringcast did not stop"
+    );
+    assert!(
+        successor.is_running(),
+        "the successor exited: {}",
+        successor.stderr()
+    );
+    assert!(
+        TcpStream::connect(&taken).is_ok(),
+        "the successor does not accept on {taken}"
     );
 }
