@@ -9,9 +9,9 @@
 //!
 //! Copies on the write path: the watcher's gathered `Vec<Bytes>` is handed to rustls as one
 //! vectored plaintext write, which fills full-size records straight from the shared frames
-//! (one copy into the record, sealed in place: the one encryption), then the sealed records
-//! are moved into one reused output buffer per connection (one memcpy) and sent with one
-//! write. Plain TCP keeps its zero-copy vectored write.
+//! (one copy into the record, sealed in place: the one encryption), then the sealed record is
+//! moved into the write's output buffer (one memcpy) and sent, one record (16 KiB of
+//! plaintext) per socket write. Plain TCP keeps its zero-copy vectored write.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
@@ -25,15 +25,18 @@ use rustls::{ClientConnection, Connection, ServerConnection};
 use crate::server::reader::Reader;
 use crate::server::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
 
-/// An output buffer larger than this after a write (a join burst, a keyframe) is released: kept,
-/// it would be most of an idle TLS watcher's memory (measured: ~100 KiB per watcher at 64 KiB).
-const KEEP_OUTPUT: usize = 16 * 1024;
+/// An output buffer larger than this after a write is released. 0: every write allocates its
+/// ciphertext buffer (cheap next to the encryption) and none is kept between writes: kept, it
+/// was most of a TLS watcher's memory (bench, 1000 RTMPS watchers: ~80 KiB per watcher keeping
+/// up to 16 KiB with 64 KiB chunks, ~37 KiB keeping none with 16 KiB chunks).
+const KEEP_OUTPUT: usize = 0;
 /// TLS record overhead allowance when sizing the output buffer: header, tag, content type.
 const RECORD_OVERHEAD: usize = 5 + 16 + 1;
 /// Largest plaintext per record.
 const RECORD_PLAINTEXT: usize = 16 * 1024;
-/// Most plaintext sealed for one socket write.
-const MAX_SEALED: usize = 64 * 1024;
+/// Most plaintext sealed for one socket write: one full record, so a watcher waiting on a full
+/// socket holds at most one record of ciphertext in flight.
+const MAX_SEALED: usize = 16 * 1024;
 
 /// How far a sealed write has got through its parts.
 #[derive(Debug, Default)]
