@@ -17,7 +17,7 @@ use super::Core;
 use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult};
+use super::runtime::{self, BufResult};
 use super::streams::{Ingest, Viewer};
 use super::watch::{Control, LocalNotify};
 use crate::config::redact_key;
@@ -220,7 +220,7 @@ impl Connection {
                     }
                 }
                 if !batch.is_empty() {
-                    let mut writer = &**self.guard.stream();
+                    let writer = &**self.guard.stream();
                     let BufResult(_, _) = writer.write_vectored_all(batch).await;
                 }
             }
