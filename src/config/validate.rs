@@ -276,6 +276,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         1024,
         65_536,
     )?;
+    c.cluster.validate()?;
     check_listener_clashes(c)
 }
 
