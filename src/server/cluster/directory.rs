@@ -28,6 +28,7 @@ use futures_util::task::AtomicWaker;
 use tracing::{info, warn};
 
 use crate::config::RedisAddr;
+use super::shown;
 use crate::proto::resp::{self, Reply};
 
 /// How long a registration lives without a refresh.
@@ -46,9 +47,13 @@ const REFRESH_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
 const DELETE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
      return redis.call('del', KEYS[1]) else return 0 end";
 
-/// The Redis key of a stream.
+/// The Redis key of a stream: the app in clear (for operators), the rest hashed, so the
+/// directory never holds a stream key (`ringcast:stream:live/<sha256 hex of live/KEY>`).
 pub fn key(name: &str) -> String {
-    format!("ringcast:stream:{name}")
+    use sha2::{Digest, Sha256};
+    let app = name.rsplit_once('/').map_or("", |(app, _)| app);
+    let digest = Sha256::digest(name.as_bytes());
+    format!("ringcast:stream:{app}/{}", hex::encode(digest))
 }
 
 /// What a node registers: its id and the address other nodes pull from.
@@ -137,6 +142,7 @@ struct Owned {
     count: u32,
     /// The key holds our value (else we are a candidate).
     registered: bool,
+    candidate_logged: bool,
 }
 
 /// The directory thread's state.
@@ -248,6 +254,7 @@ impl Directory {
                 let owned = self.owned.entry(name.clone()).or_insert(Owned {
                     count: 0,
                     registered: false,
+                    candidate_logged: false,
                 });
                 owned.count += 1;
                 if !owned.registered {
@@ -268,9 +275,9 @@ impl Directory {
                     let value = self.me.encode();
                     let (k, script) = (key(&name), DELETE_SCRIPT.as_bytes());
                     match self.call(&[b"EVAL", script, b"1", k.as_bytes(), value.as_bytes()]) {
-                        Ok(_) => info!(stream = %name, "cluster: registration removed"),
+                        Ok(_) => info!(stream = %shown(&name), "cluster: registration removed"),
                         Err(e) => {
-                            warn!(stream = %name, error = %e, "cluster: could not remove the registration; it lapses on its own")
+                            warn!(stream = %shown(&name), error = %e, "cluster: could not remove the registration; it lapses on its own")
                         }
                     }
                 }
@@ -288,7 +295,8 @@ impl Directory {
                     Lookup::Found(entry)
                 }
                 None => Lookup::Failed(format!(
-                    "the directory entry of {name} does not parse: {:?}",
+                    "the directory entry of {} does not parse: {:?}",
+                    shown(name),
                     String::from_utf8_lossy(&value)
                 )),
             },
@@ -339,15 +347,17 @@ impl Directory {
             return;
         };
         match (owned.registered, registered) {
-            (false, true) => info!(stream = %name, node = %self.me.node_id, "cluster: stream registered"),
-            (true, false) => {
-                warn!(stream = %name, "cluster: lost the registration to another node; waiting as a candidate")
+            (false, true) => {
+                info!(stream = %shown(name), node = %self.me.node_id, "cluster: stream registered")
             }
-            (false, false) if owned.count == 1 => {}
+            (true, false) => {
+                warn!(stream = %shown(name), "cluster: lost the registration to another node; waiting as a candidate")
+            }
+            (false, false) if !owned.candidate_logged => {
+                info!(stream = %shown(name), "cluster: another node holds the stream; waiting as a candidate until its registration lapses");
+                owned.candidate_logged = true;
+            }
             _ => {}
-        }
-        if !owned.registered && !registered {
-            tracing::debug!(stream = %name, "cluster: another node holds the stream; candidate");
         }
         owned.registered = registered;
     }

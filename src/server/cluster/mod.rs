@@ -60,6 +60,14 @@ fn host_name() -> String {
         .unwrap_or_else(|| "ringcast".to_owned())
 }
 
+/// A stream name as logs show it: the app, and the key redacted.
+pub fn shown(name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((app, key)) => format!("{app}/{}", crate::config::redact_key(key)),
+        None => crate::config::redact_key(name),
+    }
+}
+
 impl Cluster {
     /// The cluster state for `config`; in redis mode, starts the directory thread.
     pub fn start(config: &ClusterConfig) -> std::io::Result<Arc<Cluster>> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::Cluster;
+use super::{Cluster, shown};
 use crate::config::OriginAddr;
 use crate::proto::rtmp::{ChunkLimits, ClientConfig, ClientEvent, Limits};
 use crate::server::Core;
@@ -108,7 +108,7 @@ pub async fn run(pull: Pull) {
         if pull.consumers() == 0 {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= pull.cluster.idle_close {
-                debug!(stream = %pull.name, "pull: no local consumer left; not pulling");
+                debug!(stream = %shown(&pull.name), "pull: no local consumer left; not pulling");
                 return;
             }
         } else {
@@ -121,7 +121,7 @@ pub async fn run(pull: Pull) {
             Ok(targets) => targets,
             Err(reason) => {
                 if reason != last_error {
-                    info!(stream = %pull.name, %reason, "pull: no origin to pull from yet; retrying");
+                    info!(stream = %shown(&pull.name), %reason, "pull: no origin to pull from yet; retrying");
                     last_error = reason;
                 }
                 Vec::new()
@@ -135,11 +135,11 @@ pub async fn run(pull: Pull) {
             let started = Instant::now();
             match attempt(pull, target).await {
                 Attempt::Idle => {
-                    info!(stream = %pull.name, "pull closed: no local consumer for cluster.idle_close_ms");
+                    info!(stream = %shown(&pull.name), "pull closed: no local consumer for cluster.idle_close_ms");
                     return;
                 }
                 Attempt::LocalPublisher => {
-                    info!(stream = %pull.name, "pull ended: a local publisher has the stream");
+                    info!(stream = %shown(&pull.name), "pull ended: a local publisher has the stream");
                     return;
                 }
                 Attempt::Failed(reason) => {
@@ -147,7 +147,7 @@ pub async fn run(pull: Pull) {
                         backoff = BACKOFF_MIN;
                     }
                     warn!(
-                        stream = %pull.name,
+                        stream = %shown(&pull.name),
                         origin = %format!("{}:{}", target.host, target.port),
                         %reason,
                         retry_in_ms = backoff.as_millis() as u64,
@@ -235,8 +235,7 @@ async fn attempt(pull: &Pull, target: &OriginAddr) -> Attempt {
         match event {
             Ok(Some(ClientEvent::Media(frame))) => {
                 if ingest.is_none() {
-                    let shown = crate::config::redact_key(key);
-                    match Ingest::claim_pulled(&pull.core, &pull.name, format!("{app}/{shown}")) {
+                    match Ingest::claim_pulled(&pull.core, &pull.name, shown(&pull.name)) {
                         Ok(claimed) => {
                             info!(
                                 stream = %claimed.shown(),
