@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::cluster::{
     Balancer, Nginx, Node, Redis, Watchers, eventually, loadgen_publish, summary_field,
 };
-#[allow(unused_imports)]
 use common::fixtures::Fixture;
 use common::{media, tools, unique_key, with_context};
 
@@ -131,4 +130,189 @@ fn three_nodes_behind_haproxy_feed_300_players_with_one_pull_per_edge() {
         );
     });
     assert!(publisher.is_running(), "the publisher stopped");
+}
+
+#[test]
+fn origin_killed_publisher_returns_on_another_node_and_an_edge_player_keeps_playing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let redis = Redis::start("127.0.0.20", dir);
+    let cluster = redis_cluster(&redis, 3000);
+    let mut nodes: Vec<Node> = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| Node::start(ip, &format!("n{}", i + 1), &cluster, GRACE, dir))
+        .collect();
+    let balancer = Balancer::start(
+        "127.0.0.20",
+        &nodes.iter().map(|n| n.rtmp).collect::<Vec<_>>(),
+        dir,
+    );
+    let stream = format!("live/{}", unique_key("failover"));
+    let balanced = format!("rtmp://{}/{stream}", balancer.addr);
+    let mut publisher = media::publish(Fixture::H264Aac, &balanced, true, dir, "pub1");
+    assert!(
+        eventually(Duration::from_secs(15), || redis.stream_keys().len() == 1),
+        "the stream was never registered; {}",
+        logs(&nodes.iter().collect::<Vec<_>>())
+    );
+    let origin = nodes
+        .iter()
+        .position(|n| n.metric("ringcast_streams_live") == 1)
+        .expect("one node has the publisher");
+    let edge = (origin + 1) % 3;
+    let (mut player, md5) =
+        media::play_to_framemd5(&tools::ffmpeg(), &nodes[edge].url(&stream), dir, "player");
+    let flowing = eventually(Duration::from_secs(20), || {
+        media::framemd5_count(&md5) > 50
+    });
+    let context = |nodes: &[Node], player: &common::process::ChildGuard| {
+        format!(
+            "{}\nplayer:\n{}",
+            logs(&nodes.iter().collect::<Vec<_>>()),
+            player.stderr()
+        )
+    };
+    assert!(flowing, "the edge player never played; {}", context(&nodes, &player));
+
+    nodes[origin].kill();
+    publisher.kill();
+    let before = media::framemd5_count(&md5);
+    // The publisher reconnects through the balancer, which skips the dead node.
+    let _publisher = media::publish(Fixture::H264Aac, &balanced, true, dir, "pub2");
+    let resumed = eventually(Duration::from_secs(40), || {
+        media::framemd5_count(&md5) > before + 100
+    });
+    let survivors: Vec<Node> = nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| (i != origin).then_some(n))
+        .collect();
+    let context = context(&survivors, &player);
+    with_context(
+        || context.clone(),
+        || {
+            assert!(resumed, "the edge player did not resume after the failover");
+            assert!(player.is_running(), "the edge player lost its connection");
+            let edge = &survivors[if edge > origin { edge - 1 } else { edge }];
+            assert!(
+                edge.metric("ringcast_cluster_pull_reconnects_total") >= 1
+                    || edge.metric("ringcast_streams_live") == 1,
+                "the edge neither re-pulled nor got the publisher"
+            );
+            // The dead origin's registration lapses and the new publisher's node registers.
+            let dead = format!("n{} ", origin + 1);
+            let moved = eventually(Duration::from_secs(15), || {
+                let keys = redis.stream_keys();
+                keys.len() == 1 && {
+                    let owner = redis.cli(&["GET", &keys[0]]);
+                    owner.starts_with('n') && !owner.starts_with(&dead)
+                }
+            });
+            assert!(moved, "the stream did not move off the dead origin");
+        },
+    );
+    player.kill();
+}
+
+#[test]
+fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut redis = Redis::start("127.0.0.30", dir);
+    let cluster = redis_cluster(&redis, 3000);
+    let origin = Node::start("127.0.0.31", "n1", &cluster, GRACE, dir);
+    let edge = Node::start("127.0.0.32", "n2", &cluster, GRACE, dir);
+    let first = format!("live/{}", unique_key("redis-a"));
+    let _pub_a = media::publish(Fixture::H264Aac, &origin.url(&first), true, dir, "pub-a");
+    assert!(eventually(Duration::from_secs(15), || redis.stream_keys().len() == 1));
+    let (mut player, md5) =
+        media::play_to_framemd5(&tools::ffmpeg(), &edge.url(&first), dir, "player-a");
+    let player_log = player.stderr_path.clone().unwrap_or_default();
+    let context = || {
+        let player = std::fs::read_to_string(&player_log).unwrap_or_default();
+        format!("{}\nplayer:\n{player}", logs(&[&origin, &edge]))
+    };
+    with_context(context, || {
+        assert!(eventually(Duration::from_secs(20), || media::framemd5_count(&md5) > 25));
+        for node in [&origin, &edge] {
+            assert_eq!(node.metric("ringcast_cluster_directory_up"), 1);
+        }
+
+        redis.stop();
+        assert!(
+            eventually(Duration::from_secs(15), || [&origin, &edge]
+                .iter()
+                .all(|n| n.metric("ringcast_cluster_directory_up") == 0)),
+            "directory_up did not drop to 0"
+        );
+        let during = media::framemd5_count(&md5);
+        assert!(
+            eventually(Duration::from_secs(15), || media::framemd5_count(&md5)
+                > during + 100),
+            "the edge player stalled while Redis was down"
+        );
+        assert!(player.is_running(), "the edge player was disconnected");
+        for node in [&origin, &edge] {
+            assert_eq!(node.readyz(), 200, "/readyz of {} while Redis is down", node.ip);
+        }
+        // A stream published while Redis is down cannot be found from the edge yet.
+        let second = format!("live/{}", unique_key("redis-b"));
+        let _pub_b = media::publish(Fixture::H264Aac, &origin.url(&second), true, dir, "pub-b");
+        let (mut player_b, md5_b) =
+            media::play_to_framemd5(&tools::ffmpeg(), &edge.url(&second), dir, "player-b");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(media::framemd5_count(&md5_b), 0, "played without a directory");
+
+        redis.restart();
+        assert!(
+            eventually(Duration::from_secs(20), || redis.stream_keys().len() == 2),
+            "the streams did not register again: {:?}",
+            redis.stream_keys()
+        );
+        assert!(
+            eventually(Duration::from_secs(20), || media::framemd5_count(&md5_b) > 25),
+            "the waiting edge player never got the stream registered after Redis returned"
+        );
+        assert!(player.is_running(), "the first edge player was disconnected");
+        player_b.kill();
+    });
+    player.kill();
+}
+
+#[test]
+fn static_edge_in_front_of_nginx_rtmp_plays_identical_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let nginx = Nginx::start("127.0.0.41", dir);
+    let cluster = format!(
+        "mode = \"static\"\norigins = [\"rtmp://{}/live\"]\nidle_close_ms = 3000\n",
+        nginx.rtmp
+    );
+    let edge = Node::start("127.0.0.42", "edge", &cluster, "", dir);
+    let key = unique_key("nginx");
+    let origin_url = format!("rtmp://{}/live/{key}", nginx.rtmp);
+    let publisher = media::publish(Fixture::H264Aac, &origin_url, false, dir, "pub");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut player = media::play_to_flv(
+        &tools::ffmpeg(),
+        &edge.url(&format!("live/{key}")),
+        Some(5.0),
+        dir,
+        "play",
+    );
+    player.finish(Duration::from_secs(30));
+    let context = || {
+        format!(
+            "{}\nnginx:\n{}\npublisher:\n{}\nplayer:\n{}",
+            logs(&[&edge]),
+            nginx.stderr(),
+            publisher.stderr(),
+            player.child.stderr()
+        )
+    };
+    with_context(context, || {
+        media::assert_faithful_relay(Fixture::H264Aac, &player.out, 100, "edge of nginx-rtmp");
+        assert_eq!(edge.metric(PULLS), 1);
+    });
 }

@@ -363,8 +363,13 @@ impl Directory {
     }
 
     fn tick(&mut self) {
-        if self.conn.is_none() && Instant::now() >= self.next_connect {
-            self.connect();
+        if self.conn.is_none() {
+            if Instant::now() >= self.next_connect {
+                self.connect();
+            }
+        } else {
+            // A liveness check even when nothing is registered, so directory_up is true.
+            let _ = self.call(&[b"PING"]);
         }
         let names: Vec<String> = self.owned.keys().cloned().collect();
         for name in names {
