@@ -8,13 +8,14 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
     Balancer, Nginx, Node, Redis, Watchers, eventually, loadgen_publish, summary_field,
 };
 use common::fixtures::Fixture;
-use common::{media, tools, unique_key, with_context};
+use common::{media, rtmp_raw, tools, unique_key, with_context};
 
 /// Registrations live 5 s: the grace window must outlast them (README "Scale-out").
 const GRACE: &str = "[fanout]\npublisher_grace_ms = 15000\n";
@@ -90,7 +91,13 @@ fn three_nodes_behind_haproxy_feed_300_players_with_one_pull_per_edge() {
         let summary = watchers.summary(Duration::from_secs(60));
         assert_eq!(summary_field(&summary, "connected"), 300, "{summary}");
         assert_eq!(summary_field(&summary, "playing"), 300, "{summary}");
-        for zero in ["errors", "disconnects", "stalls", "lost_frames", "connect_failures"] {
+        for zero in [
+            "errors",
+            "disconnects",
+            "stalls",
+            "lost_frames",
+            "connect_failures",
+        ] {
             assert_eq!(summary_field(&summary, zero), 0, "{zero}: {summary}");
         }
         // Full rate: 25 fps for every player over the measured window (integer seconds).
@@ -115,7 +122,12 @@ fn three_nodes_behind_haproxy_feed_300_players_with_one_pull_per_edge() {
         std::thread::sleep(Duration::from_millis(1000));
         let edges: Vec<&Node> = (0..3).filter(|&i| i != origin).map(|i| &nodes[i]).collect();
         for edge in &edges {
-            assert_eq!(edge.metric(UPSTREAMS), 1, "{} closed its pull early", edge.ip);
+            assert_eq!(
+                edge.metric(UPSTREAMS),
+                1,
+                "{} closed its pull early",
+                edge.ip
+            );
         }
         assert!(
             eventually(Duration::from_secs(15), || edges
@@ -172,15 +184,18 @@ fn origin_killed_publisher_returns_on_another_node_and_an_edge_player_keeps_play
         })
         .collect();
     let flowing = eventually(Duration::from_secs(20), || {
-        players.iter().all(|(_, _, md5)| media::framemd5_count(md5) > 50)
-    });
-    let context = |nodes: &[&Node], players: &[(usize, common::process::ChildGuard, std::path::PathBuf)]| {
-        let players: String = players
+        players
             .iter()
-            .map(|(i, p, _)| format!("player on node {i}:\n{}\n", p.stderr()))
-            .collect();
-        format!("{}\n{players}", logs(nodes))
-    };
+            .all(|(_, _, md5)| media::framemd5_count(md5) > 50)
+    });
+    let context =
+        |nodes: &[&Node], players: &[(usize, common::process::ChildGuard, std::path::PathBuf)]| {
+            let players: String = players
+                .iter()
+                .map(|(i, p, _)| format!("player on node {i}:\n{}\n", p.stderr()))
+                .collect();
+            format!("{}\n{players}", logs(nodes))
+        };
     assert!(
         flowing,
         "the edge players never played; {}",
@@ -208,7 +223,10 @@ fn origin_killed_publisher_returns_on_another_node_and_an_edge_player_keeps_play
         || {
             assert!(resumed, "an edge player did not resume after the failover");
             for (i, player, _) in &mut players {
-                assert!(player.is_running(), "the player on node {i} lost its connection");
+                assert!(
+                    player.is_running(),
+                    "the player on node {i} lost its connection"
+                );
             }
             // One survivor got the publisher; the other re-pulled from it.
             let repulled = survivors
@@ -240,7 +258,10 @@ fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_i
     let edge = Node::start("127.0.0.32", "n2", &cluster, GRACE, dir);
     let first = format!("live/{}", unique_key("redis-a"));
     let _pub_a = media::publish(Fixture::H264Aac, &origin.url(&first), true, dir, "pub-a");
-    assert!(eventually(Duration::from_secs(15), || redis.stream_keys().len() == 1));
+    assert!(eventually(Duration::from_secs(15), || redis
+        .stream_keys()
+        .len()
+        == 1));
     let (mut player, md5) =
         media::play_to_framemd5(&tools::ffmpeg(), &edge.url(&first), dir, "player-a");
     let player_log = player.stderr_path.clone().unwrap_or_default();
@@ -249,7 +270,10 @@ fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_i
         format!("{}\nplayer:\n{player}", logs(&[&origin, &edge]))
     };
     with_context(context, || {
-        assert!(eventually(Duration::from_secs(20), || media::framemd5_count(&md5) > 25));
+        assert!(eventually(
+            Duration::from_secs(20),
+            || media::framemd5_count(&md5) > 25
+        ));
         for node in [&origin, &edge] {
             assert_eq!(node.metric("ringcast_cluster_directory_up"), 1);
         }
@@ -269,7 +293,12 @@ fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_i
         );
         assert!(player.is_running(), "the edge player was disconnected");
         for node in [&origin, &edge] {
-            assert_eq!(node.readyz(), 200, "/readyz of {} while Redis is down", node.ip);
+            assert_eq!(
+                node.readyz(),
+                200,
+                "/readyz of {} while Redis is down",
+                node.ip
+            );
         }
         // A stream published while Redis is down cannot be found from the edge yet.
         let second = format!("live/{}", unique_key("redis-b"));
@@ -277,7 +306,12 @@ fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_i
         let (mut player_b, md5_b) =
             media::play_to_framemd5(&tools::ffmpeg(), &edge.url(&second), dir, "player-b");
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(media::framemd5_count(&md5_b), 0, "played without a directory");
+        assert_eq!(
+            media::framemd5_count(&md5_b),
+            0,
+            "played without a directory"
+        );
+        player_b.kill();
 
         redis.restart();
         assert!(
@@ -285,12 +319,18 @@ fn redis_stopped_mid_stream_viewers_keep_playing_and_new_streams_register_when_i
             "the streams did not register again: {:?}",
             redis.stream_keys()
         );
+        let (mut player_c, md5_c) =
+            media::play_to_framemd5(&tools::ffmpeg(), &edge.url(&second), dir, "player-c");
         assert!(
-            eventually(Duration::from_secs(20), || media::framemd5_count(&md5_b) > 25),
-            "the waiting edge player never got the stream registered after Redis returned"
+            eventually(Duration::from_secs(20), || media::framemd5_count(&md5_c)
+                > 25),
+            "the stream registered after Redis returned does not play on the edge"
         );
-        assert!(player.is_running(), "the first edge player was disconnected");
-        player_b.kill();
+        assert!(
+            player.is_running(),
+            "the first edge player was disconnected"
+        );
+        player_c.kill();
     });
     player.kill();
 }
@@ -330,4 +370,86 @@ fn static_edge_in_front_of_nginx_rtmp_plays_identical_packets() {
         media::assert_faithful_relay(Fixture::H264Aac, &player.out, 100, "edge of nginx-rtmp");
         assert_eq!(edge.metric(PULLS), 1);
     });
+}
+
+/// Plays `stream` on `node` with the raw client; returns the status codes until the server
+/// ends the play (UnpublishNotify or StreamNotFound), panicking after `timeout`.
+fn raw_play_until_told(node: &Node, stream: &str, timeout: Duration) -> Vec<String> {
+    let (app, key) = stream.split_once('/').unwrap();
+    let tcp = std::net::TcpStream::connect(node.rtmp).unwrap();
+    let mut rtmp = rtmp_raw::RawRtmp::over(tcp, node.rtmp.port(), app);
+    let msid = rtmp.create_stream();
+    rtmp.play(msid, key);
+    let deadline = Instant::now() + timeout;
+    let mut codes = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let code = rtmp.expect_status(left);
+        let last = code.contains("UnpublishNotify") || code.contains("StreamNotFound");
+        codes.push(code);
+        if last {
+            return codes;
+        }
+    }
+}
+
+#[test]
+fn bad_directory_entries_and_garbage_on_the_cluster_listener_never_stick_a_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let redis = Redis::start("127.0.0.50", dir);
+    let cluster = redis_cluster(&redis, 3000);
+    let mut edge = Node::start(
+        "127.0.0.51",
+        "edge",
+        &cluster,
+        "[rtmp]\nhandshake_timeout_ms = 2000\n",
+        dir,
+    );
+    let context = || logs(&[&edge]);
+    with_context(context, || {
+        // Garbage, then a peer that says nothing, on the inter-node listener: closed.
+        let mut garbage = std::net::TcpStream::connect(edge.cluster).unwrap();
+        let _ = garbage.write_all(&[0x42; 4096]);
+        rtmp_raw::assert_closed_by_server(&mut garbage, Duration::from_secs(10), "garbage");
+        let mut stalled = std::net::TcpStream::connect(edge.cluster).unwrap();
+        rtmp_raw::assert_closed_by_server(&mut stalled, Duration::from_secs(15), "stalled");
+
+        // Another node asking for a stream not live here is told at once; it may not publish.
+        let tcp = std::net::TcpStream::connect(edge.cluster).unwrap();
+        let mut peer = rtmp_raw::RawRtmp::over(tcp, edge.cluster.port(), "live");
+        let msid = peer.create_stream();
+        peer.play(msid, "nothing-here");
+        let code = peer.expect_status(Duration::from_secs(10));
+        assert_eq!(code, "NetStream.Play.StreamNotFound");
+
+        // A directory entry naming a dead address, then one that does not parse: the pull
+        // fails with a logged reason and retries; the viewer is told the stream is over.
+        let dead = format!("live/{}", unique_key("dead"));
+        let dead_key = ringcast::server::cluster::directory::key(&dead);
+        redis.cli(&["SET", &dead_key, "ghost 127.0.0.59:9", "EX", "60"]);
+        let codes = raw_play_until_told(&edge, &dead, Duration::from_secs(30));
+        assert!(
+            codes.last().unwrap().contains("UnpublishNotify"),
+            "{codes:?}"
+        );
+        let garbled = format!("live/{}", unique_key("garbled"));
+        let garbled_key = ringcast::server::cluster::directory::key(&garbled);
+        redis.cli(&["SET", &garbled_key, "\u{1}%%%", "EX", "60"]);
+        let codes = raw_play_until_told(&edge, &garbled, Duration::from_secs(30));
+        assert!(
+            codes.last().unwrap().contains("UnpublishNotify"),
+            "{codes:?}"
+        );
+
+        let log = edge.stderr();
+        assert!(
+            log.contains("pull failed; retrying"),
+            "no logged pull failure"
+        );
+        assert!(log.contains("does not parse"), "no logged parse failure");
+        assert!(!log.contains("panicked"), "the node panicked");
+        assert_eq!(edge.readyz(), 200);
+    });
+    edge.assert_alive();
 }

@@ -63,9 +63,9 @@ impl OriginAddr {
     /// Parses "HOST:PORT" or "rtmp://HOST[:PORT]/APP".
     pub fn parse(text: &str) -> Result<OriginAddr, String> {
         if let Some(rest) = text.strip_prefix("rtmp://") {
-            let (hostport, app) = rest
-                .split_once('/')
-                .ok_or_else(|| format!("{text:?}: an rtmp:// origin needs an app (rtmp://host/app)"))?;
+            let (hostport, app) = rest.split_once('/').ok_or_else(|| {
+                format!("{text:?}: an rtmp:// origin needs an app (rtmp://host/app)")
+            })?;
             let app = app.trim_end_matches('/');
             if app.is_empty() {
                 return Err(format!("{text:?}: the app is empty"));
@@ -118,14 +118,19 @@ impl RedisAddr {
             .ok_or_else(|| format!("{text:?}: expected redis://HOST[:PORT][/DB]"))?;
         let (hostport, db) = match rest.split_once('/') {
             Some((h, "")) => (h, 0),
-            Some((h, db)) => (h, db.parse().map_err(|_| format!("{text:?}: bad db number"))?),
+            Some((h, db)) => (
+                h,
+                db.parse().map_err(|_| format!("{text:?}: bad db number"))?,
+            ),
             None => (rest, 0),
         };
         if hostport.contains('@') {
-            return Err(format!("{text:?}: credentials in the URL are not supported"));
+            return Err(format!(
+                "{text:?}: credentials in the URL are not supported"
+            ));
         }
-        let (host, port) =
-            split_host_port(hostport, Some(6379)).ok_or_else(|| format!("{text:?}: bad host or port"))?;
+        let (host, port) = split_host_port(hostport, Some(6379))
+            .ok_or_else(|| format!("{text:?}: bad host or port"))?;
         Ok(RedisAddr { host, port, db })
     }
 }
@@ -157,13 +162,21 @@ impl ClusterConfig {
             reason,
         };
         if !self.listen.is_empty() && self.listen_addr().is_none() {
-            return Err(invalid("listen", format!("{:?} is not IP:PORT", self.listen)));
+            return Err(invalid(
+                "listen",
+                format!("{:?} is not IP:PORT", self.listen),
+            ));
         }
         if !self.advertise.is_empty() {
             OriginAddr::parse(&self.advertise)
                 .ok()
                 .filter(|a| a.app.is_none())
-                .ok_or_else(|| invalid("advertise", format!("{:?} is not HOST:PORT", self.advertise)))?;
+                .ok_or_else(|| {
+                    invalid(
+                        "advertise",
+                        format!("{:?} is not HOST:PORT", self.advertise),
+                    )
+                })?;
         }
         if !(100..=3_600_000).contains(&self.idle_close_ms) {
             return Err(invalid(
@@ -194,7 +207,8 @@ impl ClusterConfig {
                 {
                     return Err(invalid(
                         "advertise",
-                        "listen is a wildcard address: set the address other nodes reach".to_owned(),
+                        "listen is a wildcard address: set the address other nodes reach"
+                            .to_owned(),
                     ));
                 }
                 Ok(())
@@ -211,7 +225,10 @@ mod tests {
     #[test]
     fn origins_parse_as_nodes_or_rtmp_urls() {
         let node = OriginAddr::parse("127.0.0.11:1940").unwrap();
-        assert_eq!((node.host.as_str(), node.port, node.app), ("127.0.0.11", 1940, None));
+        assert_eq!(
+            (node.host.as_str(), node.port, node.app),
+            ("127.0.0.11", 1940, None)
+        );
         let nginx = OriginAddr::parse("rtmp://127.0.0.20/live").unwrap();
         assert_eq!(nginx.port, 1935);
         assert_eq!(nginx.app.as_deref(), Some("live"));

@@ -151,7 +151,10 @@ mod tests {
         );
         assert_eq!(decode(&mut buf).unwrap(), Some(Reply::Bulk(None)));
         assert_eq!(decode(&mut buf).unwrap(), Some(Reply::Integer(7)));
-        assert_eq!(decode(&mut buf).unwrap(), Some(Reply::Error("ERR no".into())));
+        assert_eq!(
+            decode(&mut buf).unwrap(),
+            Some(Reply::Error("ERR no".into()))
+        );
         assert_eq!(
             decode(&mut buf).unwrap(),
             Some(Reply::Array(Some(vec![
@@ -164,7 +167,13 @@ mod tests {
 
     #[test]
     fn garbage_and_oversized_replies_are_errors_not_panics() {
-        for bad in [&b"?x\r\n"[..], b"$abc\r\n", b"$-5\r\n", b"$999999999\r\n", b":\r\n"] {
+        for bad in [
+            &b"?x\r\n"[..],
+            b"$abc\r\n",
+            b"$-5\r\n",
+            b"$999999999\r\n",
+            b":\r\n",
+        ] {
             assert!(decode(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
         }
         let mut long = BytesMut::from(&vec![b'+'; MAX_LINE + 10][..]);

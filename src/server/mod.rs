@@ -95,11 +95,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(
-        workers: usize,
-        certs: Option<Arc<CertStore>>,
-        cluster: Arc<cluster::Cluster>,
-    ) -> Self {
+    fn new(workers: usize, certs: Option<Arc<CertStore>>, cluster: Arc<cluster::Cluster>) -> Self {
         Node {
             workers,
             metrics: Metrics::new(workers),
@@ -521,14 +517,16 @@ struct ListenerRow {
 /// Every listener the config asks for, in start order: the one place listeners are declared.
 fn listener_table(config: &Config) -> Vec<ListenerRow> {
     let (rtmp, ftl, fstream, http) = (&config.rtmp, &config.ftl, &config.fstream, &config.http);
-    let row = |driver, protocol, label, addrs: &[SocketAddr], proxy_protocol, timeout_ms, tls| ListenerRow {
-        driver,
-        protocol,
-        label,
-        addrs: addrs.to_vec(),
-        proxy_protocol,
-        timeout_ms,
-        tls,
+    let row = |driver, protocol, label, addrs: &[SocketAddr], proxy_protocol, timeout_ms, tls| {
+        ListenerRow {
+            driver,
+            protocol,
+            label,
+            addrs: addrs.to_vec(),
+            proxy_protocol,
+            timeout_ms,
+            tls,
+        }
     };
     let (rtmp_proxy, rtmp_timeout) = (rtmp.proxy_protocol, rtmp.handshake_timeout_ms);
     let (http_proxy, http_timeout) = (http.proxy_protocol, http.request_timeout_ms);

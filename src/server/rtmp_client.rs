@@ -56,7 +56,11 @@ impl RtmpClient {
         let mut random = [0u8; crate::proto::rtmp::handshake::RANDOM_SIZE];
         rand::fill(&mut random[..]);
         let mut session = ClientSession::new(config, random);
-        let scheme = if target.tls.is_some() { "rtmps" } else { "rtmp" };
+        let scheme = if target.tls.is_some() {
+            "rtmps"
+        } else {
+            "rtmp"
+        };
         let tc_url = format!("{scheme}://{}:{}/{}", target.host, target.port, target.app);
         session.connect(target.app, &tc_url);
         let mut client = RtmpClient {
@@ -105,7 +109,10 @@ impl RtmpClient {
                 return Ok(Some(event));
             }
             self.flush().await?;
-            let n = self.reader.read_into(&self.transport, &mut self.input).await?;
+            let n = self
+                .reader
+                .read_into(&self.transport, &mut self.input)
+                .await?;
             if n == 0 {
                 return Ok(None);
             }

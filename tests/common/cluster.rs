@@ -228,7 +228,14 @@ pub fn loadgen_publish(target: SocketAddr, stream: &str, dir: &Path, name: &str)
         .arg("--target")
         .arg(target.to_string())
         .args(["--stream", stream])
-        .args(["--bitrate", "200000", "--audio-bitrate", "32000", "--fps", "25"])
+        .args([
+            "--bitrate",
+            "200000",
+            "--audio-bitrate",
+            "32000",
+            "--fps",
+            "25",
+        ])
         .args(["--gop-secs", "1"]);
     ChildGuard::spawn(name, &mut cmd, dir.join(format!("{name}.stderr")))
 }

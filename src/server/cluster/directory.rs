@@ -27,8 +27,8 @@ use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 use tracing::{info, warn};
 
-use crate::config::RedisAddr;
 use super::shown;
+use crate::config::RedisAddr;
 use crate::proto::resp::{self, Reply};
 
 /// How long a registration lives without a refresh.
@@ -433,7 +433,14 @@ mod tests {
             advertise: "127.0.0.11:1940".into(),
         };
         assert_eq!(Entry::parse(e.encode().as_bytes()), Some(e));
-        for bad in [&b""[..], b"n1", b"n1 host", b"n1 host:x", b" 1.2.3.4:5", b"\xff\xfe 1:2"] {
+        for bad in [
+            &b""[..],
+            b"n1",
+            b"n1 host",
+            b"n1 host:x",
+            b" 1.2.3.4:5",
+            b"\xff\xfe 1:2",
+        ] {
             assert_eq!(Entry::parse(bad), None, "{bad:?}");
         }
     }

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::metrics::ClusterGauges;
 use crate::config::{ClusterConfig, ClusterMode, OriginAddr, RedisAddr};
+use crate::metrics::ClusterGauges;
 use crate::server::Core;
 use crate::server::runtime;
 use directory::{Directory, Entry, Lookup, Request, Slot};

@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const STALL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How often the monitor checks for idleness and stalls.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// Viewers of a stream no origin has wait this long, then the stream ends for them (RTMP
+/// players get `NetStream.Play.UnpublishNotify` and the close; HTTP-FLV the close).
+pub const ORIGIN_WAIT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -86,6 +89,33 @@ impl Pull {
             .map_or(0, |s| s.watcher_count.load(Ordering::Acquire))
     }
 
+    /// The stream's publisher generation here (0: nobody, pull included, ever published it).
+    fn generation(&self) -> u64 {
+        self.core
+            .hub
+            .registry()
+            .get(&self.name)
+            .map_or(0, |s| s.generation())
+    }
+
+    fn never_published(&self) -> bool {
+        self.generation() == 0
+    }
+
+    /// Ends the stream for the viewers waiting for it: no origin has it.
+    fn not_found(&self, reason: &str) {
+        let registry = self.core.hub.registry();
+        if let Some(stream) = registry.get(&self.name) {
+            registry.broadcast(&stream, crate::fanout::StreamMsg::Ended);
+        }
+        info!(
+            stream = %shown(&self.name),
+            %reason,
+            waited_ms = ORIGIN_WAIT.as_millis() as u64,
+            "pull: stream not found on any origin; its viewers were told it is over"
+        );
+    }
+
     /// True if the stream is live on this node (someone publishes it here).
     fn live_here(&self) -> bool {
         self.core
@@ -104,7 +134,13 @@ pub async fn run(pull: Pull) {
     let mut idle_since: Option<Instant> = None;
     let mut last_error = String::new();
     let mut attempts = 0u64;
+    // Since when no origin delivered anything (reset by every pull that did).
+    let mut unserved_since = Instant::now();
     loop {
+        if unserved_since.elapsed() >= ORIGIN_WAIT && pull.never_published() {
+            pull.not_found(&last_error);
+            return;
+        }
         if pull.consumers() == 0 {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= pull.cluster.idle_close {
@@ -133,7 +169,11 @@ pub async fn run(pull: Pull) {
             }
             attempts += 1;
             let started = Instant::now();
-            match attempt(pull, target).await {
+            let ended = attempt(pull, target).await;
+            if pull.generation() > 0 {
+                unserved_since = Instant::now();
+            }
+            match ended {
                 Attempt::Idle => {
                     info!(stream = %shown(&pull.name), "pull closed: no local consumer for cluster.idle_close_ms");
                     return;
@@ -254,7 +294,9 @@ async fn attempt(pull: &Pull, target: &OriginAddr) -> Attempt {
                     break Attempt::LocalPublisher;
                 }
             }
-            Ok(Some(ClientEvent::Status { code, description, .. })) if is_final_status(&code) => {
+            Ok(Some(ClientEvent::Status {
+                code, description, ..
+            })) if is_final_status(&code) => {
                 break Attempt::Failed(format!("origin: {code} {description}"));
             }
             Ok(Some(_)) => {}
