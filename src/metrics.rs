@@ -496,6 +496,8 @@ mod tests {
             live_streams: 0,
             workers: 2,
             ready: true,
+            tls_cert_expiry: None,
+            cluster: None,
         });
         let series = |p: &str, b: &str| {
             format!("ringcast_connection_errors_total{{protocol=\"{p}\",blame=\"{b}\"}}")
