@@ -453,3 +453,42 @@ fn bad_directory_entries_and_garbage_on_the_cluster_listener_never_stick_a_viewe
     });
     edge.assert_alive();
 }
+
+#[test]
+fn static_edge_of_a_ringcast_origin_relays_enhanced_rtmp_hevc_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Node::start(
+        "127.0.0.61",
+        "origin",
+        "mode = \"standalone\"
+",
+        "",
+        dir,
+    );
+    let cluster = format!("mode = \"static\"\norigins = [\"{}\"]\n", origin.cluster);
+    let edge = Node::start("127.0.0.62", "edge", &cluster, "", dir);
+    let stream = format!("live/{}", unique_key("hevc"));
+    let publisher = media::publish(Fixture::HevcAac, &origin.url(&stream), false, dir, "pub");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut player = media::play_to_flv(
+        &tools::ffmpeg_modern(),
+        &edge.url(&stream),
+        Some(5.0),
+        dir,
+        "play",
+    );
+    player.finish(Duration::from_secs(30));
+    let context = || {
+        format!(
+            "{}\npublisher:\n{}\nplayer:\n{}",
+            logs(&[&origin, &edge]),
+            publisher.stderr(),
+            player.child.stderr()
+        )
+    };
+    with_context(context, || {
+        media::assert_faithful_relay(Fixture::HevcAac, &player.out, 100, "HEVC through an edge");
+        assert_eq!(edge.metric(PULLS), 1);
+    });
+}

@@ -33,7 +33,8 @@ section! {
         /// This node's unique name in the directory; empty = the host name.
         pub node_id: String = String::new(),
         /// The inter-node listener other nodes pull from ("IP:PORT", RTMP, never a PROXY
-        /// header); empty = none (a static edge needs none). Keep it off the public balancer.
+        /// header); empty = none. Also on a standalone node (the origin of static-mode edges).
+        /// Keep it off the public balancer.
         pub listen: String = String::new(),
         /// The address this node registers for its streams ("IP:PORT"); empty = `listen`.
         pub advertise: String = String::new(),

@@ -293,6 +293,9 @@ fn check_listener_clashes(c: &Config) -> Result<(), ConfigError> {
     if c.http.enabled {
         all.extend(c.http.listen.iter().map(|a| ("http.listen", *a)));
     }
+    if let Some(addr) = c.cluster.listen_addr() {
+        all.push(("cluster.listen", addr));
+    }
     for (i, (fa, a)) in all.iter().enumerate() {
         for (fb, b) in &all[i + 1..] {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();

@@ -530,10 +530,8 @@ fn listener_table(config: &Config) -> Vec<ListenerRow> {
     };
     let (rtmp_proxy, rtmp_timeout) = (rtmp.proxy_protocol, rtmp.handshake_timeout_ms);
     let (http_proxy, http_timeout) = (http.proxy_protocol, http.request_timeout_ms);
-    let cluster_listen = match (config.cluster.is_clustered(), config.cluster.listen_addr()) {
-        (true, Some(addr)) => vec![addr],
-        _ => Vec::new(),
-    };
+    // Also on a standalone node: the origin of static-mode edges.
+    let cluster_listen: Vec<SocketAddr> = config.cluster.listen_addr().into_iter().collect();
     vec![
         row(
             Driver::Ftl,
