@@ -565,4 +565,36 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn cluster_families_are_rendered_only_for_a_clustered_node() {
+        let metrics = Metrics::new(1);
+        let node = NodeGauges {
+            live_streams: 1,
+            workers: 1,
+            ready: true,
+            tls_cert_expiry: None,
+            cluster: None,
+        };
+        assert!(!metrics.render(node).contains("ringcast_cluster_"));
+        let text = metrics.render(NodeGauges {
+            cluster: Some(ClusterGauges {
+                upstreams: 2,
+                directory_up: Some(false),
+                pulls: 3,
+                pull_bytes: 4096,
+                pull_reconnects: 1,
+            }),
+            ..node
+        });
+        for line in [
+            "ringcast_cluster_upstreams 2",
+            "ringcast_cluster_directory_up 0",
+            "ringcast_cluster_pulls_total 3",
+            "ringcast_cluster_pull_bytes_total 4096",
+            "ringcast_cluster_pull_reconnects_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
 }
