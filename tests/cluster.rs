@@ -72,12 +72,12 @@ fn three_nodes_behind_haproxy_feed_300_players_with_one_pull_per_edge() {
             balancer.addr,
             &stream,
             300,
-            (25, 10),
+            (20, 8),
             "127.0.1.1-127.0.1.60",
             dir,
             "watch",
         );
-        std::thread::sleep(Duration::from_secs(15));
+        std::thread::sleep(Duration::from_secs(12));
         for (i, node) in nodes.iter().enumerate() {
             let playing = node.metric("ringcast_watchers{protocol=\"rtmp\"}");
             assert!(

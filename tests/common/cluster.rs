@@ -124,10 +124,16 @@ impl Node {
     /// Starts `ringcast` on `ip` with `cluster` (the `[cluster]` keys other than `listen`) and
     /// `extra` TOML (other sections).
     pub fn start(ip: &str, node_id: &str, cluster: &str, extra: &str, dir: &Path) -> Node {
-        let rtmp: SocketAddr = format!("{ip}:{}", free_port_on(ip)).parse().expect("addr");
-        let http: SocketAddr = format!("{ip}:{}", free_port_on(ip)).parse().expect("addr");
-        let fstream = format!("{ip}:{}", free_port_on(ip));
-        let inter: SocketAddr = format!("{ip}:{}", free_port_on(ip)).parse().expect("addr");
+        // Four distinct ports: all held at once while chosen, so none is handed out twice.
+        let held: Vec<TcpListener> = (0..4)
+            .map(|_| TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}")))
+            .collect();
+        let addrs: Vec<SocketAddr> = held
+            .iter()
+            .map(|l| l.local_addr().expect("local_addr"))
+            .collect();
+        drop(held);
+        let (rtmp, http, fstream, inter) = (addrs[0], addrs[1], addrs[2].to_string(), addrs[3]);
         let config = format!(
             "{extra}\n[cluster]\nnode_id = \"{node_id}\"\nlisten = \"{inter}\"\n{cluster}\n"
         );
