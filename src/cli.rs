@@ -327,6 +327,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_set_rtmps_https_and_the_certificate_and_a_tls_listener_needs_one() {
+        let cli = parse(&[
+            "--rtmps",
+            "127.0.0.1:1937",
+            "--https",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "/etc/ringcast/cert.pem",
+            "--tls-key",
+            "/etc/ringcast/key.pem",
+        ]);
+        let c = cli.load_config_with_env(&no_env).unwrap();
+        assert_eq!(c.rtmps.listen[..], ["127.0.0.1:1937".parse().unwrap()]);
+        assert_eq!(c.http.tls_listen[0].port(), 8443);
+        assert_eq!(c.tls.cert_file.to_str(), Some("/etc/ringcast/cert.pem"));
+        assert_eq!(c.tls.key_file.to_str(), Some("/etc/ringcast/key.pem"));
+
+        let err = parse(&["--rtmps", "127.0.0.1:1937"])
+            .load_config_with_env(&no_env)
+            .unwrap_err();
+        assert!(err.to_string().contains("tls.cert_file"), "{err}");
+    }
+
+    #[test]
     fn ftl_key_alone_turns_ftl_on() {
         let c = parse(&["--ftl-key", "77-abc"])
             .load_config_with_env(&no_env)
