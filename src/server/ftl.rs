@@ -149,8 +149,7 @@ impl ControlShared {
             std::iter::from_fn(|| session.poll_transmit()).collect()
         };
         if !batch.is_empty() {
-            let writer = &**self.guard.stream();
-            let BufResult(_, _) = writer.write_vectored_all(batch).await;
+            let BufResult(_, _) = self.guard.stream().write_vectored_all(batch).await;
         }
     }
 }

@@ -238,8 +238,7 @@ impl Connection {
                     }
                 }
                 if !batch.is_empty() {
-                    let writer = &**self.guard.stream();
-                    let BufResult(_, _) = writer.write_vectored_all(batch).await;
+                    let BufResult(_, _) = self.guard.stream().write_vectored_all(batch).await;
                 }
             }
         }
@@ -468,6 +467,6 @@ impl Connection {
             control.stopped.set(true);
             control.wake_writer();
         }
-        runtime::shutdown(self.guard.stream());
+        self.guard.stream().shutdown();
     }
 }
