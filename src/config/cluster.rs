@@ -260,4 +260,14 @@ mod tests {
         assert!(c.validate().is_ok());
         assert_eq!(c.advertised(), "127.0.0.11:1940");
     }
+
+    #[test]
+    fn the_deploy_example_is_a_valid_config() {
+        let text = include_str!("../../deploy/cluster/node1.toml");
+        let mut config = crate::config::Config::parse_toml(text, "node1.toml").unwrap();
+        config.finish(&|_| None).unwrap();
+        assert_eq!(config.cluster.mode, ClusterMode::Redis);
+        assert_eq!(config.cluster.advertised(), "10.0.0.11:1940");
+        assert!(config.fanout.publisher_grace_ms > 5_000);
+    }
 }
