@@ -8,6 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::Core;
 use super::accept::Accepted;
+use super::cluster::Cluster;
 use super::guard::ConnGuard;
 use super::reader::Reader;
 use super::runtime::{self, BufResult};
@@ -60,6 +62,9 @@ struct PlayControl {
     /// Announce a publisher's departure at once (UnpublishNotify), not only the stream's end:
     /// set for other nodes' pulls, which then re-resolve instead of waiting out the grace.
     announce_pause: bool,
+    /// The cluster and the stream's name: an end because no origin has the stream is told
+    /// as `NetStream.Play.StreamNotFound`.
+    cluster: (Arc<Cluster>, String),
     /// The session may have bytes to send (set by the reader, cleared by `drain`), so a write
     /// carrying only media never touches the session.
     output_queued: Cell<bool>,
@@ -93,7 +98,17 @@ impl Control for PlayControl {
         // Players (ffmpeg among them) treat UnpublishNotify as end of stream, so a publisher
         // leaving within the grace window is not announced: the player just sees a pause,
         // then the returning publisher's headers and frames. Only the real end is announced.
-        if state == StreamState::Ended || (self.announce_pause && state == StreamState::Waiting) {
+        let (cluster, name) = &self.cluster;
+        if state == StreamState::Ended && cluster.was_not_found(name) {
+            self.session.borrow_mut().reject_play(
+                self.stream_id,
+                "NetStream.Play.StreamNotFound",
+                "no node of the cluster has this stream",
+            );
+            self.output_queued.set(true);
+        } else if state == StreamState::Ended
+            || (self.announce_pause && state == StreamState::Waiting)
+        {
             self.session.borrow_mut().notify_unpublish(self.stream_id);
             self.output_queued.set(true);
         }
@@ -407,6 +422,7 @@ impl Connection {
             notify: LocalNotify::default(),
             stopped: Cell::new(false),
             announce_pause: self.peer_node,
+            cluster: (self.core.cluster.clone(), full.clone()),
             // accept_play's replies are already queued.
             output_queued: Cell::new(true),
         });

@@ -13,11 +13,11 @@
 pub mod directory;
 pub mod pull;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
@@ -27,6 +27,8 @@ use crate::server::Core;
 use crate::server::runtime;
 use directory::{Directory, Entry, Lookup, Request, Slot};
 
+/// How long a "not found" end is remembered, for the drivers to tell it apart from an end.
+const NOT_FOUND_MEMORY: Duration = Duration::from_secs(5);
 /// How long a pull waits for the directory to answer a lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -40,6 +42,8 @@ pub struct Cluster {
     requests: Option<mpsc::Sender<Request>>,
     /// Streams with a pull task on some core.
     pulls: Mutex<HashSet<String>>,
+    /// Streams recently ended for their viewers because no origin had them, and when.
+    not_found: Mutex<HashMap<String, Instant>>,
     directory_up: Arc<AtomicBool>,
     upstreams: AtomicI64,
     pulls_started: AtomicU64,
@@ -104,6 +108,7 @@ impl Cluster {
             idle_close: Duration::from_millis(config.idle_close_ms),
             requests,
             pulls: Mutex::new(HashSet::new()),
+            not_found: Mutex::new(HashMap::new()),
             directory_up,
             upstreams: AtomicI64::new(0),
             pulls_started: AtomicU64::new(0),
@@ -124,6 +129,7 @@ impl Cluster {
             idle_close: Duration::from_secs(10),
             requests: None,
             pulls: Mutex::new(HashSet::new()),
+            not_found: Mutex::new(HashMap::new()),
             directory_up: Arc::new(AtomicBool::new(false)),
             upstreams: AtomicI64::new(0),
             pulls_started: AtomicU64::new(0),
@@ -223,6 +229,21 @@ impl Cluster {
                 "the directory did not answer within {LOOKUP_TIMEOUT:?}"
             )),
         }
+    }
+
+    /// Records that `name`'s viewers are being told no origin has it.
+    fn mark_not_found(&self, name: &str) {
+        let mut not_found = lock(&self.not_found);
+        not_found.retain(|_, at| at.elapsed() < NOT_FOUND_MEMORY);
+        not_found.insert(name.to_owned(), Instant::now());
+    }
+
+    /// True if `name` ended for its viewers just now because no origin had it.
+    pub fn was_not_found(&self, name: &str) -> bool {
+        self.mode != ClusterMode::Standalone
+            && lock(&self.not_found)
+                .get(name)
+                .is_some_and(|at| at.elapsed() < NOT_FOUND_MEMORY)
     }
 
     fn pull_ended(&self, name: &str) {

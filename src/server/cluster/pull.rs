@@ -31,7 +31,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How often the monitor checks for idleness and stalls.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// Viewers of a stream no origin has wait this long, then the stream ends for them (RTMP
-/// players get `NetStream.Play.UnpublishNotify` and the close; HTTP-FLV the close).
+/// players get `NetStream.Play.StreamNotFound` and the close; HTTP-FLV the close).
 pub const ORIGIN_WAIT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -104,6 +104,7 @@ impl Pull {
 
     /// Ends the stream for the viewers waiting for it: no origin has it.
     fn not_found(&self, reason: &str) {
+        self.cluster.mark_not_found(&self.name);
         let registry = self.core.hub.registry();
         if let Some(stream) = registry.get(&self.name) {
             registry.broadcast(&stream, crate::fanout::StreamMsg::Ended);
