@@ -2,7 +2,8 @@
 # Installs the external programs the integration tests drive, on Debian 12 as root:
 # the distribution ffmpeg 5.1 (legacy RTMP, libx264), GStreamer with rtmp2src, HAProxy (the load
 # balancer in front of the PROXY protocol tests), and a modern ffmpeg for Enhanced RTMP
-# (imageio-ffmpeg's static build, from PyPI, in a venv).
+# (imageio-ffmpeg's static build, from PyPI, in a venv); for the scale-out tests, redis-server
+# (the stream directory) and nginx with the RTMP module (an origin a static edge fronts).
 #
 # Idempotent and quiet: each step is skipped when its tool already works; installer output goes
 # to a log that is printed only on failure. Every tool is verified at the end and a missing one
@@ -53,6 +54,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Debian installs haproxy in /usr/sbin, which a non-root PATH may not include.
 haproxy_path() { command -v haproxy 2>/dev/null || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }; }
 gst_has() { gst-inspect-1.0 "$1" >/dev/null 2>&1; }
+# Debian's nginx RTMP module, loaded by the tests' own nginx.conf.
+NGINX_RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 
 # --- distribution packages -------------------------------------------------------------
 missing=()
@@ -66,6 +69,9 @@ gio_tls() { compgen -G "/usr/lib/*/gio/modules/libgiognutls.so" >/dev/null || co
 if ! gio_tls; then missing+=(glib-networking); fi
 if ! have python3; then missing+=(python3); fi
 if ! haproxy_path >/dev/null; then missing+=(haproxy); fi
+if ! have redis-server || ! have redis-cli; then missing+=(redis-server redis-tools); fi
+if [ ! -x /usr/sbin/nginx ]; then missing+=(nginx); fi
+if [ ! -e "$NGINX_RTMP_MODULE" ]; then missing+=(libnginx-mod-rtmp); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -98,6 +104,10 @@ for tool in ffmpeg ffprobe gst-launch-1.0 gst-inspect-1.0; do
 done
 haproxy_bin="$(haproxy_path)" || die "haproxy is still missing after install"
 "$haproxy_bin" -v >/dev/null 2>&1 || die "haproxy does not run: $haproxy_bin"
+redis-server --version >/dev/null 2>&1 || die "redis-server does not run"
+redis-cli --version >/dev/null 2>&1 || die "redis-cli does not run"
+/usr/sbin/nginx -v >/dev/null 2>&1 || die "nginx does not run: /usr/sbin/nginx"
+[ -e "$NGINX_RTMP_MODULE" ] || die "the nginx RTMP module is missing: $NGINX_RTMP_MODULE"
 for element in rtmp2src flvdemux filesink; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done

@@ -212,6 +212,23 @@ pub struct NodeGauges {
     pub ready: bool,
     /// The TLS certificate's notAfter (Unix seconds), when a TLS listener runs.
     pub tls_cert_expiry: Option<i64>,
+    /// The cluster's figures, unless the node is standalone.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// The cluster's figures (`[cluster]` mode static or redis), read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    /// Streams this node currently pulls from another node.
+    pub upstreams: u64,
+    /// Whether the Redis directory is connected (redis mode only).
+    pub directory_up: Option<bool>,
+    /// Pull connections that delivered media.
+    pub pulls: u64,
+    /// Bytes received by pulls.
+    pub pull_bytes: u64,
+    /// Pull attempts that failed and were retried.
+    pub pull_reconnects: u64,
 }
 
 impl Metrics {
@@ -301,6 +318,9 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        if let Some(cluster) = node.cluster {
+            render_cluster(&mut out, cluster);
+        }
         if let Some(expiry) = node.tls_cert_expiry {
             let name = "ringcast_tls_cert_expiry_timestamp_seconds";
             let help = "When the TLS certificate in use expires (notAfter), in Unix seconds.";
@@ -321,6 +341,50 @@ impl Metrics {
         } else {
             raw.to_string()
         }
+    }
+}
+
+/// The `ringcast_cluster_*` families.
+fn render_cluster(out: &mut String, c: ClusterGauges) {
+    let mut families = vec![
+        (
+            "ringcast_cluster_upstreams",
+            "Streams this node pulls from another node.",
+            "gauge",
+            c.upstreams,
+        ),
+        (
+            "ringcast_cluster_pulls_total",
+            "Pull connections that delivered media (one per stream per node while consumed).",
+            "counter",
+            c.pulls,
+        ),
+        (
+            "ringcast_cluster_pull_bytes_total",
+            "Bytes received from origins by this node's pulls.",
+            "counter",
+            c.pull_bytes,
+        ),
+        (
+            "ringcast_cluster_pull_reconnects_total",
+            "Pull attempts made again after a failed or broken one.",
+            "counter",
+            c.pull_reconnects,
+        ),
+    ];
+    if let Some(up) = c.directory_up {
+        families.push((
+            "ringcast_cluster_directory_up",
+            "1 while the Redis stream directory is connected.",
+            "gauge",
+            u64::from(up),
+        ));
+    }
+    for (name, help, kind, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 
@@ -433,6 +497,7 @@ mod tests {
             workers: 2,
             ready: true,
             tls_cert_expiry: None,
+            cluster: None,
         });
         let series = |p: &str, b: &str| {
             format!("ringcast_connection_errors_total{{protocol=\"{p}\",blame=\"{b}\"}}")
@@ -455,6 +520,7 @@ mod tests {
             workers: 2,
             ready: true,
             tls_cert_expiry: Some(1_900_000_000),
+            cluster: None,
         });
         assert_eq!(
             sample(
@@ -497,6 +563,38 @@ mod tests {
                 name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "{line}"
             );
+        }
+    }
+
+    #[test]
+    fn cluster_families_are_rendered_only_for_a_clustered_node() {
+        let metrics = Metrics::new(1);
+        let node = NodeGauges {
+            live_streams: 1,
+            workers: 1,
+            ready: true,
+            tls_cert_expiry: None,
+            cluster: None,
+        };
+        assert!(!metrics.render(node).contains("ringcast_cluster_"));
+        let text = metrics.render(NodeGauges {
+            cluster: Some(ClusterGauges {
+                upstreams: 2,
+                directory_up: Some(false),
+                pulls: 3,
+                pull_bytes: 4096,
+                pull_reconnects: 1,
+            }),
+            ..node
+        });
+        for line in [
+            "ringcast_cluster_upstreams 2",
+            "ringcast_cluster_directory_up 0",
+            "ringcast_cluster_pulls_total 3",
+            "ringcast_cluster_pull_bytes_total 4096",
+            "ringcast_cluster_pull_reconnects_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
     }
 }

@@ -40,6 +40,7 @@ macro_rules! section {
     };
 }
 
+mod cluster;
 mod error;
 mod print;
 mod secret;
@@ -51,6 +52,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{ClusterConfig, ClusterMode, OriginAddr, RedisAddr};
 pub use error::{ConfigError, SecretOutput};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
@@ -92,6 +94,8 @@ section! {
         pub fstream: FstreamConfig = FstreamConfig::default(),
         /// HTTP-FLV, health, readiness and metrics.
         pub http: HttpConfig = HttpConfig::default(),
+        /// Scale-out: origin and edge nodes, and the stream directory.
+        pub cluster: ClusterConfig = ClusterConfig::default(),
     }
 }
 
@@ -174,6 +178,11 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
     TableSchema {
         name: "http",
         fields: HttpConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "cluster",
+        fields: ClusterConfig::FIELDS,
         arrays: &[],
     },
 ];

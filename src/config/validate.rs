@@ -276,6 +276,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         1024,
         65_536,
     )?;
+    c.cluster.validate()?;
     check_listener_clashes(c)
 }
 
@@ -291,6 +292,9 @@ fn check_listener_clashes(c: &Config) -> Result<(), ConfigError> {
     }
     if c.http.enabled {
         all.extend(c.http.listen.iter().map(|a| ("http.listen", *a)));
+    }
+    if let Some(addr) = c.cluster.listen_addr() {
+        all.push(("cluster.listen", addr));
     }
     for (i, (fa, a)) in all.iter().enumerate() {
         for (fb, b) in &all[i + 1..] {

@@ -10,6 +10,7 @@ pub mod fstream;
 pub mod ftl;
 pub mod http;
 pub mod proxy;
+pub mod resp;
 pub mod rtmp;
 pub mod rtp;
 

@@ -8,6 +8,7 @@
 //! (`/readyz` answers 503) and, after `server.shutdown_drain_ms`, winds every worker down.
 
 pub mod accept;
+pub mod cluster;
 pub mod conn;
 pub mod fstream;
 pub mod ftl;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod net;
 pub mod reader;
 pub mod rtmp;
+pub mod rtmp_client;
 pub mod runtime;
 pub mod streams;
 pub mod watch;
@@ -88,16 +90,19 @@ pub struct Node {
     draining: AtomicBool,
     /// The TLS certificate, when a TLS listener runs (reloaded on SIGHUP).
     pub certs: Option<Arc<CertStore>>,
+    /// The cluster (directory and pulls), shared by every core.
+    pub cluster: Arc<cluster::Cluster>,
 }
 
 impl Node {
-    fn new(workers: usize, certs: Option<Arc<CertStore>>) -> Self {
+    fn new(workers: usize, certs: Option<Arc<CertStore>>, cluster: Arc<cluster::Cluster>) -> Self {
         Node {
             workers,
             metrics: Metrics::new(workers),
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             certs,
+            cluster,
         }
     }
 
@@ -114,6 +119,7 @@ impl Node {
             workers: self.workers,
             ready: self.is_ready(),
             tls_cert_expiry: self.certs.as_ref().and_then(|c| c.expiry_unix()),
+            cluster: self.cluster.gauges(),
         }
     }
 }
@@ -134,6 +140,8 @@ pub struct Core {
     pub fstream: Arc<fstream::Channels>,
     /// Readiness and metrics, shared by every core.
     pub node: Arc<Node>,
+    /// The cluster: directory registration and pulls of streams this node does not have.
+    pub cluster: Arc<cluster::Cluster>,
 }
 
 impl Core {
@@ -156,6 +164,8 @@ pub enum StartError {
         what: String,
         source: std::io::Error,
     },
+    #[error("starting the cluster directory: {0}")]
+    Cluster(std::io::Error),
     #[error("a worker thread exited during startup")]
     WorkerLost,
     #[error(
@@ -222,12 +232,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
 
     let channels = Arc::new(fstream::Channels::default());
+    let cluster = cluster::Cluster::start(&config.cluster).map_err(StartError::Cluster)?;
     let shared = Arc::new(WorkerShared {
         config: config.clone(),
         registry,
         channels,
         shutdown: ShutdownSignal::new(workers),
-        node: Arc::new(Node::new(workers, certs)),
+        node: Arc::new(Node::new(workers, certs, cluster)),
         tls,
     });
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -396,6 +407,7 @@ fn worker(
             sweeper: sweeper.clone(),
             fstream: channels,
             node: shared.node.clone(),
+            cluster: shared.node.cluster.clone(),
         });
 
         let bound = bind_table(index, &config, shared.tls.as_ref());
@@ -429,6 +441,9 @@ fn worker(
             let core = core.clone();
             match driver {
                 Driver::Rtmp => runtime::spawn(accept::run(core, spec, listener, rtmp::serve)),
+                Driver::Cluster => {
+                    runtime::spawn(accept::run(core, spec, listener, rtmp::serve_peer))
+                }
                 Driver::Fstream => {
                     runtime::spawn(accept::run(core, spec, listener, fstream::serve))
                 }
@@ -486,37 +501,43 @@ fn enabled(on: bool, addrs: &[SocketAddr]) -> &[SocketAddr] {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Driver {
     Rtmp,
+    /// RTMP from other nodes of the cluster (their pulls).
+    Cluster,
     Ftl,
     Fstream,
     Http,
 }
 
 /// One row of the listener table: what listens where, and how.
-struct ListenerRow<'a> {
+struct ListenerRow {
     driver: Driver,
     protocol: Protocol,
     /// The log label ("rtmps", "https", ...).
     label: &'static str,
-    addrs: &'a [SocketAddr],
+    addrs: Vec<SocketAddr>,
     proxy_protocol: bool,
     timeout_ms: u64,
     tls: bool,
 }
 
 /// Every listener the config asks for, in start order: the one place listeners are declared.
-fn listener_table(config: &Config) -> Vec<ListenerRow<'_>> {
+fn listener_table(config: &Config) -> Vec<ListenerRow> {
     let (rtmp, ftl, fstream, http) = (&config.rtmp, &config.ftl, &config.fstream, &config.http);
-    let row = |driver, protocol, label, addrs, proxy_protocol, timeout_ms, tls| ListenerRow {
-        driver,
-        protocol,
-        label,
-        addrs,
-        proxy_protocol,
-        timeout_ms,
-        tls,
+    let row = |driver, protocol, label, addrs: &[SocketAddr], proxy_protocol, timeout_ms, tls| {
+        ListenerRow {
+            driver,
+            protocol,
+            label,
+            addrs: addrs.to_vec(),
+            proxy_protocol,
+            timeout_ms,
+            tls,
+        }
     };
     let (rtmp_proxy, rtmp_timeout) = (rtmp.proxy_protocol, rtmp.handshake_timeout_ms);
     let (http_proxy, http_timeout) = (http.proxy_protocol, http.request_timeout_ms);
+    // Also on a standalone node: the origin of static-mode edges.
+    let cluster_listen: Vec<SocketAddr> = config.cluster.listen_addr().into_iter().collect();
     vec![
         row(
             Driver::Ftl,
@@ -533,6 +554,15 @@ fn listener_table(config: &Config) -> Vec<ListenerRow<'_>> {
             "rtmp",
             &rtmp.listen,
             rtmp_proxy,
+            rtmp_timeout,
+            false,
+        ),
+        row(
+            Driver::Cluster,
+            Protocol::Rtmp,
+            "cluster",
+            &cluster_listen,
+            false,
             rtmp_timeout,
             false,
         ),
@@ -585,7 +615,7 @@ fn bind_table(
 ) -> Result<Bound, StartError> {
     let mut bound = Vec::new();
     for row in listener_table(config) {
-        for &addr in row.addrs {
+        for &addr in &row.addrs {
             let tls = match (row.tls, tls) {
                 (false, _) => None,
                 (true, Some(tls)) => Some(tls.clone()),
@@ -619,7 +649,7 @@ fn bind_table(
 /// A probe bind without `SO_REUSEPORT` fails on a port someone listens on.
 fn check_addresses_free(config: &Config) -> Result<(), StartError> {
     for row in listener_table(config) {
-        for &addr in row.addrs {
+        for &addr in &row.addrs {
             if addr.port() == 0 {
                 continue;
             }

@@ -8,6 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::Core;
 use super::accept::Accepted;
+use super::cluster::Cluster;
 use super::guard::ConnGuard;
 use super::reader::Reader;
 use super::runtime::{self, BufResult};
@@ -57,6 +59,12 @@ struct PlayControl {
     stream_id: u32,
     notify: LocalNotify,
     stopped: Cell<bool>,
+    /// Announce a publisher's departure at once (UnpublishNotify), not only the stream's end:
+    /// set for other nodes' pulls, which then re-resolve instead of waiting out the grace.
+    announce_pause: bool,
+    /// The cluster and the stream's name: an end because no origin has the stream is told
+    /// as `NetStream.Play.StreamNotFound`.
+    cluster: (Arc<Cluster>, String),
     /// The session may have bytes to send (set by the reader, cleared by `drain`), so a write
     /// carrying only media never touches the session.
     output_queued: Cell<bool>,
@@ -90,7 +98,17 @@ impl Control for PlayControl {
         // Players (ffmpeg among them) treat UnpublishNotify as end of stream, so a publisher
         // leaving within the grace window is not announced: the player just sees a pause,
         // then the returning publisher's headers and frames. Only the real end is announced.
-        if state == StreamState::Ended {
+        let (cluster, name) = &self.cluster;
+        if state == StreamState::Ended && cluster.was_not_found(name) {
+            self.session.borrow_mut().reject_play(
+                self.stream_id,
+                "NetStream.Play.StreamNotFound",
+                "no node of the cluster has this stream",
+            );
+            self.output_queued.set(true);
+        } else if state == StreamState::Ended
+            || (self.announce_pause && state == StreamState::Waiting)
+        {
             self.session.borrow_mut().notify_unpublish(self.stream_id);
             self.output_queued.set(true);
         }
@@ -121,10 +139,24 @@ struct Connection {
     peer: SocketAddr,
     role: Role,
     app: Option<String>,
+    /// A connection on the cluster's inter-node listener: another node pulling a stream.
+    peer_node: bool,
 }
 
 /// Serves one accepted RTMP connection to its end.
 pub async fn serve(core: Rc<Core>, accepted: Accepted) {
+    serve_as(core, accepted, false).await;
+}
+
+/// Serves a connection on the cluster's inter-node listener: another node's pull. It may only
+/// play, only a stream live on this node (else `NetStream.Play.StreamNotFound`, so the puller
+/// re-resolves), is never itself pulled from elsewhere (no loops), and hears at once when the
+/// publisher leaves.
+pub async fn serve_peer(core: Rc<Core>, accepted: Accepted) {
+    serve_as(core, accepted, true).await;
+}
+
+async fn serve_as(core: Rc<Core>, accepted: Accepted, peer_node: bool) {
     let Accepted { guard, peer, early } = accepted;
     let cfg = &core.config.rtmp;
     let session = ServerSession::new(
@@ -151,6 +183,7 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
         peer,
         role: Role::Pending,
         app: None,
+        peer_node,
     };
     let end = conn.read_loop(early).await;
     conn.finish(end);
@@ -283,6 +316,14 @@ impl Connection {
             );
             return Some(End::Refused("publish on a busy connection"));
         }
+        if self.peer_node {
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "the cluster listener serves pulls only",
+            );
+            return Some(End::Refused("publish on the cluster listener"));
+        }
         if is_fstream_channel(&full) {
             // fstream channels are claimed by authenticated fstream broadcasters only.
             warn!(peer = %self.peer, stream = %shown, "publish refused: the fstream app is reserved for fstream broadcasts");
@@ -340,7 +381,23 @@ impl Connection {
             );
             return Some(End::Refused("play on a busy connection"));
         }
-        if !self.core.config.rtmp.play_allowed(app) {
+        if self.peer_node {
+            let live = self
+                .core
+                .hub
+                .registry()
+                .get(&full)
+                .is_some_and(|stream| stream.is_live());
+            if !live || is_fstream_channel(&full) {
+                info!(peer = %self.peer, stream = %shown, "cluster pull refused: not live here");
+                self.session.borrow_mut().reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    "the stream is not live on this node",
+                );
+                return Some(End::Refused("pull of a stream not live here"));
+            }
+        } else if !self.core.config.rtmp.play_allowed(app) {
             self.session.borrow_mut().reject_play(
                 stream_id,
                 "NetStream.Play.Failed",
@@ -364,6 +421,8 @@ impl Connection {
             stream_id,
             notify: LocalNotify::default(),
             stopped: Cell::new(false),
+            announce_pause: self.peer_node,
+            cluster: (self.core.cluster.clone(), full.clone()),
             // accept_play's replies are already queued.
             output_queued: Cell::new(true),
         });

@@ -8,6 +8,7 @@
 //! when a tool is missing: it panics with the tool's name.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fixtures;
 pub mod flv;
 pub mod framemd5;

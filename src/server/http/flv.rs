@@ -106,6 +106,9 @@ pub fn admit(
             .get(&name)
             .is_some_and(|s| s.is_live() || s.generation() > 0);
         if !present {
+            // In a cluster, start this node's pull anyway: a client that retries within
+            // cluster.idle_close_ms finds the stream here.
+            core.cluster.want(core, &name);
             return Err((Status::NotFound, "stream is not live"));
         }
     }

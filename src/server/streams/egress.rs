@@ -69,6 +69,10 @@ impl Viewer {
             core.config.fanout.slow_watcher_disconnect_ms,
         )));
         let watcher = core.hub.watch(&name, egress);
+        // A stream this node does not have: in a cluster, pull it from its origin.
+        if watcher.state() != crate::fanout::StreamState::Live {
+            core.cluster.want(core, &name);
+        }
         let _watching = core.hub.metrics().track(Counter::Watchers(protocol));
         Viewer {
             watcher,

@@ -16,6 +16,7 @@ use crate::fanout::{PublishError, Publisher, Superseded};
 use crate::media::{Frame, FrameRole};
 use crate::metrics::{Counter, Protocol, Tracked};
 use crate::server::Core;
+use crate::server::cluster::Registration;
 use crate::server::runtime;
 
 /// A live publisher of one stream on this core.
@@ -27,6 +28,8 @@ pub struct Ingest {
     /// The stream name as logs show it (an RTMP key redacted).
     shown: String,
     _counted: Tracked,
+    /// The stream's entry in the cluster directory, while this publisher holds it.
+    _registration: Option<Registration>,
 }
 
 impl Ingest {
@@ -41,6 +44,27 @@ impl Ingest {
             Protocol::Ftl => core.config.ftl.takeover,
             _ => core.config.fanout.takeover,
         };
+        // A pull only stands in for the real publisher: a local one always replaces it.
+        let takeover = takeover || core.cluster.is_pulling(name);
+        let mut ingest = Self::start(core, protocol, name, shown, takeover)?;
+        ingest._registration = core.cluster.register(name);
+        Ok(ingest)
+    }
+
+    /// Claims `name` for a cluster pull (this node relays another node's stream): counted as
+    /// an RTMP publisher, never registered in the directory, and never taking over a local
+    /// publisher.
+    pub fn claim_pulled(core: &Rc<Core>, name: &str, shown: String) -> Result<Self, PublishError> {
+        Self::start(core, Protocol::Rtmp, name, shown, false)
+    }
+
+    fn start(
+        core: &Rc<Core>,
+        protocol: Protocol,
+        name: &str,
+        shown: String,
+        takeover: bool,
+    ) -> Result<Self, PublishError> {
         let publisher = Publisher::start_with_takeover(&core.hub, name, Instant::now(), takeover)?;
         let _counted = core.hub.metrics().track(Counter::Publishers(protocol));
         Ok(Ingest {
@@ -49,6 +73,7 @@ impl Ingest {
             protocol,
             shown,
             _counted,
+            _registration: None,
         })
     }
 
@@ -98,7 +123,11 @@ impl Ingest {
             protocol,
             shown,
             _counted,
+            _registration,
         } = self;
+        // The directory entry goes at once (its owner only): the publisher may come back on
+        // another node, which should not wait for it to lapse.
+        drop(_registration);
         let Some((stream, generation)) = publisher.finish(Instant::now()) else {
             // Superseded by a takeover: the new publisher owns the stream now.
             return;
