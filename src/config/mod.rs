@@ -42,6 +42,7 @@ macro_rules! section {
 
 mod error;
 mod print;
+mod push;
 mod secret;
 mod sections;
 mod types;
@@ -57,6 +58,7 @@ pub use sections::{
     AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
     IoUringConfig, RtmpConfig, ServerConfig,
 };
+pub use push::{AudioMode, PushConfig, PushUrl, SOURCE_KEY};
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
 /// The default configuration, embedded in the binary (`ringcast` with no `--config`).
@@ -88,6 +90,8 @@ section! {
         pub fstream: FstreamConfig = FstreamConfig::default(),
         /// HTTP-FLV, health, readiness and metrics.
         pub http: HttpConfig = HttpConfig::default(),
+        /// Restream destinations: each live stream matching `from` is pushed to `url`.
+        pub push: Vec<PushConfig> = Vec::new(),
     }
 }
 
@@ -164,6 +168,19 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
     },
 ];
 
+/// Arrays of tables at the top level (`[[push]]`), printed after every table.
+pub(crate) const TOP_ARRAYS: &[ArraySchema] = &[ArraySchema {
+    name: "push",
+    fields: PushConfig::FIELDS,
+    example: &[
+        "[[push]]",
+        "id = \"youtube\"",
+        "from = \"live/mykey\"",
+        "url = \"rtmps://a.rtmp.youtube.com/live2\"",
+        "key = \"${YT_KEY}\"",
+    ],
+}];
+
 impl Config {
     /// The built-in defaults, read from the embedded `config/default.toml`.
     pub fn embedded_default() -> Result<Self, ConfigError> {
@@ -233,6 +250,10 @@ impl Config {
                 &mut user.password,
             ));
         }
+        out.push(("http.api_token".to_owned(), &mut self.http.api_token));
+        for p in &mut self.push {
+            out.push((format!("push[{:?}].key", p.id), &mut p.key));
+        }
         out
     }
 
@@ -254,9 +275,15 @@ impl Config {
         let mut shown = self.clone();
         if secrets == SecretOutput::Redacted {
             for (_, secret) in shown.secrets_mut() {
-                if !secret.is_from_env() {
+                let public = secret.is_from_env()
+                    || secret.source().is_empty()
+                    || secret.source() == SOURCE_KEY;
+                if !public {
                     *secret = Secret::from_source(REDACTED_PLACEHOLDER);
                 }
+            }
+            for p in &mut shown.push {
+                p.url = push::redacted_url(&p.url);
             }
         }
         print::documented_toml(&shown)
@@ -421,7 +448,11 @@ mod tests {
 
     #[test]
     fn schema_covers_every_table() {
-        let names: Vec<_> = SCHEMA.iter().map(|t| t.name).collect();
+        let names: Vec<_> = SCHEMA
+            .iter()
+            .map(|t| t.name)
+            .chain(TOP_ARRAYS.iter().map(|a| a.name))
+            .collect();
         let fields: Vec<_> = Config::FIELDS.iter().map(|f| f.name).collect();
         assert_eq!(names, fields);
         for table in SCHEMA {

@@ -324,6 +324,9 @@ section! {
         /// request_timeout_ms; its source address is the client's address from then on (logs).
         /// Only behind a trusted balancer, as for rtmp.proxy_protocol.
         pub proxy_protocol: bool = false,
+        /// When set, every `/api/*` request must carry `Authorization: Bearer <api_token>`
+        /// ("${ENV}" reads an environment variable); "" leaves the API open.
+        pub api_token: Secret = Secret::default(),
     }
 }
 
