@@ -53,12 +53,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, SecretOutput};
+pub use push::{AudioMode, PushConfig, PushUrl, SOURCE_KEY};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
     AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
     IoUringConfig, RtmpConfig, ServerConfig,
 };
-pub use push::{AudioMode, PushConfig, PushUrl, SOURCE_KEY};
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
 /// The default configuration, embedded in the binary (`ringcast` with no `--config`).

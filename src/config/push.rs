@@ -308,7 +308,10 @@ mod tests {
     fn urls_parse_with_default_ports_apps_and_queries() {
         let u = PushUrl::parse("rtmps://a.rtmp.youtube.com/live2").unwrap();
         assert!(u.tls);
-        assert_eq!((u.host.as_str(), u.port, u.app.as_str()), ("a.rtmp.youtube.com", 443, "live2"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.app.as_str()),
+            ("a.rtmp.youtube.com", 443, "live2")
+        );
         let u = PushUrl::parse("rtmp://127.0.0.1:1936/app/sub/?token=s3cret").unwrap();
         assert_eq!((u.port, u.app.as_str()), (1936, "app/sub"));
         assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/app/sub?token=s3cret");
@@ -372,7 +375,12 @@ mod tests {
             push("live/a", "rtmp://x/app", "k"),
             push("live/b", "rtmp://x/app", "k"),
         ];
-        assert!(validate(&twice).unwrap_err().to_string().contains("used twice"));
+        assert!(
+            validate(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("used twice")
+        );
         assert!(validate(&[push("live/a", "rtmps://x/app", "k")]).is_ok());
     }
 

@@ -338,6 +338,29 @@ impl Watcher {
         )
     }
 
+    /// [`Watcher::fill`] for a writer that serialises frames itself (see [`Ring::fill_with`]).
+    pub fn fill_with(
+        &mut self,
+        now: Instant,
+        max_items: usize,
+        max_bytes: usize,
+        take: impl FnMut(&Arc<EncodedFrame>) -> Option<usize>,
+    ) -> Fill {
+        self.stream
+            .ring()
+            .fill_with(&mut self.cursor, now, max_items, max_bytes, take)
+    }
+
+    /// The stream's cached video sequence header, if any.
+    pub fn video_header(&self) -> Option<Arc<EncodedFrame>> {
+        self.stream.ring().video_header().cloned()
+    }
+
+    /// How far (in media time) this watcher's next frame is behind the newest one.
+    pub fn lag(&self) -> std::time::Duration {
+        self.stream.ring().lag(&self.cursor)
+    }
+
     /// Ready when the stream has new frames or a new state.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.stream

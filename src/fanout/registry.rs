@@ -253,6 +253,16 @@ impl Registry {
             .collect()
     }
 
+    /// Names of the streams that have had a publisher and have not ended: live, or within the
+    /// grace window after their publisher left.
+    pub fn published_streams(&self) -> Vec<String> {
+        lock(&self.streams)
+            .values()
+            .filter(|s| s.generation() > 0)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// Claims `name` for a new publisher, applying the node's takeover policy and the grace
     /// window.
     pub fn claim(&self, name: &str, now: Instant) -> Result<PublishClaim, PublishError> {

@@ -216,6 +216,11 @@ impl Ring {
         }
     }
 
+    /// The cached video sequence header, if the stream sent one.
+    pub fn video_header(&self) -> Option<&Arc<EncodedFrame>> {
+        self.headers.video.as_ref().map(|(_, f)| f)
+    }
+
     /// Forgets every frame (a cross-core overrun): cursors resynchronise on the next keyframe.
     pub fn discontinuity(&mut self) {
         while !self.entries.is_empty() {
@@ -250,6 +255,24 @@ impl Ring {
         max_items: usize,
         max_bytes: usize,
     ) -> Fill {
+        self.fill_with(cursor, now, max_items, max_bytes, |frame| {
+            let b = egress.bytes_of(frame)?;
+            batch.push(b.clone());
+            Some(b.len())
+        })
+    }
+
+    /// [`Ring::fill`] for a caller that serialises frames itself (a push to another server):
+    /// `take` is offered each frame due, in order, and returns the bytes it queued, or `None`
+    /// when it does not carry that frame. At most `max_items` frames, roughly `max_bytes`.
+    pub fn fill_with(
+        &self,
+        cursor: &mut Cursor,
+        now: Instant,
+        max_items: usize,
+        max_bytes: usize,
+        mut take: impl FnMut(&Arc<EncodedFrame>) -> Option<usize>,
+    ) -> Fill {
         let head = self.head_seq();
         let lag = self.lag(cursor);
         let newer_keyframe = self.last_keyframe.is_some_and(|k| k > cursor.next_seq);
@@ -275,21 +298,21 @@ impl Ring {
             return Fill::Disconnect;
         }
 
-        let start_len = batch.len();
+        let mut items = 0;
         let mut bytes = 0;
         // Headers first: any cached header older than the cursor that it has not been sent.
         for (seq, frame) in self.headers.iter() {
             if *seq < cursor.next_seq
                 && *seq >= cursor.headers_sent_below
-                && let Some(b) = egress.bytes_of(frame)
+                && let Some(n) = take(frame)
             {
-                bytes += b.len();
-                batch.push(b.clone());
+                bytes += n;
+                items += 1;
             }
         }
         cursor.headers_sent_below = cursor.next_seq;
 
-        while cursor.next_seq < head && batch.len() - start_len < max_items && bytes < max_bytes {
+        while cursor.next_seq < head && items < max_items && bytes < max_bytes {
             let Some(frame) = self
                 .entries
                 .get((cursor.next_seq - self.front_seq) as usize)
@@ -307,17 +330,13 @@ impl Ring {
                     }
                 }
             }
-            if let Some(b) = egress.bytes_of(frame) {
-                bytes += b.len();
-                batch.push(b.clone());
+            if let Some(n) = take(frame) {
+                bytes += n;
+                items += 1;
             }
         }
         cursor.headers_sent_below = cursor.next_seq;
-        if batch.len() > start_len {
-            Fill::Ready
-        } else {
-            Fill::Idle
-        }
+        if items > 0 { Fill::Ready } else { Fill::Idle }
     }
 
     /// Moves a lagging or overrun cursor to the newest keyframe (or to the head, waiting for
@@ -340,7 +359,7 @@ impl Ring {
     }
 
     /// How far (in media time) the cursor's next frame is behind the newest frame.
-    fn lag(&self, cursor: &Cursor) -> Duration {
+    pub fn lag(&self, cursor: &Cursor) -> Duration {
         let (Some(newest), Some(next)) = (
             self.entries.back(),
             self.entries

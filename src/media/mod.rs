@@ -12,6 +12,7 @@
 pub mod annexb;
 pub mod annexb_chunker;
 pub mod avc;
+pub mod codec;
 
 use bytes::Bytes;
 

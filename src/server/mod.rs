@@ -14,6 +14,7 @@ pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
 pub mod http;
+pub mod push;
 pub mod reader;
 pub mod rtmp;
 pub mod runtime;
@@ -79,6 +80,8 @@ impl ShutdownSignal {
 pub struct Node {
     pub workers: usize,
     pub metrics: Arc<Metrics>,
+    /// Restream destinations and their status.
+    pub pushes: Arc<push::Pushes>,
     /// Every worker reported ready.
     started: AtomicBool,
     /// A shutdown signal arrived: readiness is withdrawn for good.
@@ -86,10 +89,11 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(workers: usize) -> Self {
+    fn new(workers: usize, pushes: Arc<push::Pushes>) -> Self {
         Node {
             workers,
             metrics: Metrics::new(workers),
+            pushes,
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -152,8 +156,17 @@ fn ring_limits(config: &Config) -> RingLimits {
     }
 }
 
+/// Re-reads the configuration (SIGHUP).
+pub type Reload = Arc<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send + Sync>;
+
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
+    run_with_reload(config, None)
+}
+
+/// Runs the relay until SIGINT or SIGTERM; on SIGHUP, `reload` re-reads the configuration and
+/// the `[[push]]` destinations are replaced (see [`push::reload_on_sighup`]).
+pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), StartError> {
     let config = Arc::new(config);
     let workers = config.server.worker_count().max(1);
     let registry = Arc::new(Registry::new(
@@ -179,7 +192,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         channels,
         shutdown: ShutdownSignal::new(workers),
-        node: Arc::new(Node::new(workers)),
+        node: Arc::new(Node::new(
+            workers,
+            Arc::new(push::Pushes::new(&config.push)),
+        )),
     });
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
@@ -212,6 +228,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     wait_for_shutdown(
         &shared.node,
         Duration::from_millis(config.server.shutdown_drain_ms),
+        reload,
     );
     shared.shutdown.trigger();
     let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
@@ -227,7 +244,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
 /// Waits for SIGINT or SIGTERM, withdraws readiness, then keeps serving for `drain` (a second
 /// signal cuts it short) so a load balancer moves new clients elsewhere before workers stop.
-fn wait_for_shutdown(node: &Node, drain: Duration) {
+fn wait_for_shutdown(node: &Node, drain: Duration, reload: Option<Reload>) {
     let Ok((rt, _)) = runtime::build(None, &IoUringConfig::default()) else {
         // No runtime for signals: park forever; the process still dies on SIGTERM's default.
         loop {
@@ -235,6 +252,9 @@ fn wait_for_shutdown(node: &Node, drain: Duration) {
         }
     };
     rt.block_on(async {
+        if let Some(reload) = reload {
+            runtime::spawn(push::reload_on_sighup(node.pushes.clone(), reload)).detach();
+        }
         next_signal().await;
         node.draining.store(true, Ordering::Release);
         if drain.is_zero() {
@@ -371,6 +391,7 @@ fn worker(
             runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
         }
         runtime::spawn(drain_inbox(hub)).detach();
+        runtime::spawn(push::supervise(core.clone())).detach();
         for (spec, listener) in listeners {
             if index == 0 {
                 let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
