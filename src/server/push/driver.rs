@@ -44,8 +44,9 @@ use crate::server::watch::LocalNotify;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from the TCP connection to `NetStream.Publish.Start`.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-/// A close this soon after `NetStream.Publish.Start` counts as a refusal.
-const REFUSED_IF_CLOSED_WITHIN: Duration = Duration::from_secs(3);
+/// A close this soon after `NetStream.Publish.Start` counts as a refusal (platforms that check
+/// the key after accepting the publish close at once).
+const REFUSED_IF_CLOSED_WITHIN: Duration = Duration::from_millis(1500);
 /// Most slices and bytes in one write (as for watchers).
 const MAX_BATCH_ITEMS: usize = 64;
 const MAX_BATCH_BYTES: usize = 512 * 1024;
@@ -443,6 +444,10 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
             return end;
         }
         if watcher.state() == StreamState::Ended {
+            shared.session.borrow_mut().unpublish();
+            shared.output_queued.set(true);
+            shared.drain(&mut batch);
+            let BufResult(_, _) = (&*stream).write_vectored_all(batch).await;
             return End::SourceEnded;
         }
         shared.drain(&mut batch);

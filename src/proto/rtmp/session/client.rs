@@ -134,6 +134,24 @@ impl ClientSession {
         }
     }
 
+    /// Ends the publish as encoders do: `FCUnpublish`, then `deleteStream`. The caller closes
+    /// the connection after writing what this queues.
+    pub fn unpublish(&mut self) {
+        let (true, Some(stream_id), Intent::Publish(name)) =
+            (self.publishing, self.stream_id, self.intent.clone())
+        else {
+            return;
+        };
+        self.send("FCUnpublish", 6.0, 0, vec![Value::string(name)]);
+        self.send(
+            "deleteStream",
+            7.0,
+            0,
+            vec![Value::Number(f64::from(stream_id))],
+        );
+        self.publishing = false;
+    }
+
     /// Sends one frame on the publishing stream. Metadata is wrapped in `@setDataFrame`.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let (true, Some(stream_id)) = (self.publishing, self.stream_id) else {
