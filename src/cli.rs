@@ -73,6 +73,22 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub rtmp: Option<SocketAddr>,
 
+    /// RTMPS listen address (replaces rtmps.listen; needs --tls-cert and --tls-key or [tls]).
+    #[arg(long, value_name = "ADDR")]
+    pub rtmps: Option<SocketAddr>,
+
+    /// TLS certificate chain, PEM (replaces tls.cert_file).
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (replaces tls.key_file).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// HTTPS listen address (replaces http.tls_listen; needs a certificate as for --rtmps).
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -196,6 +212,18 @@ impl Cli {
     pub fn apply(&self, config: &mut Config) {
         if let Some(addr) = self.rtmp {
             config.rtmp.listen = Listen::one(addr);
+        }
+        if let Some(addr) = self.rtmps {
+            config.rtmps.listen = Listen::one(addr);
+        }
+        if let Some(path) = &self.tls_cert {
+            config.tls.cert_file.clone_from(path);
+        }
+        if let Some(path) = &self.tls_key {
+            config.tls.key_file.clone_from(path);
+        }
+        if let Some(addr) = self.https {
+            config.http.tls_listen = Listen::one(addr);
         }
         if let Some(n) = self.workers {
             config.server.workers = n;

@@ -57,7 +57,7 @@ pub use push::{AudioMode, PushConfig, PushUrl, SOURCE_KEY};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
     AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
-    IoUringConfig, RtmpConfig, ServerConfig,
+    IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -82,6 +82,10 @@ section! {
         pub io_uring: IoUringConfig = IoUringConfig::default(),
         /// RTMP ingest and playback.
         pub rtmp: RtmpConfig = RtmpConfig::default(),
+        /// RTMP over TLS.
+        pub rtmps: RtmpsConfig = RtmpsConfig::default(),
+        /// The TLS certificate.
+        pub tls: TlsConfig = TlsConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
         pub fanout: FanoutConfig = FanoutConfig::default(),
         /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
@@ -133,6 +137,16 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
                 "publish_keys = [\"${LIVE_KEY}\"]",
             ],
         }],
+    },
+    TableSchema {
+        name: "rtmps",
+        fields: RtmpsConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "tls",
+        fields: TlsConfig::FIELDS,
+        arrays: &[],
     },
     TableSchema {
         name: "fanout",

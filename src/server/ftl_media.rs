@@ -23,10 +23,10 @@ use socket2::SockRef;
 use tracing::{debug, info};
 
 use super::Core;
-use super::ftl::{ControlShared, finish_publisher};
+use super::ftl::ControlShared;
 use super::runtime::{self, BufResult, UdpSocket};
-use crate::fanout::Publisher;
-use crate::metrics::{Counter, Protocol, Tracked};
+use super::streams::Ingest;
+use crate::metrics::Counter;
 use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
 
 /// Longest the timer task sleeps between deadline checks.
@@ -49,9 +49,7 @@ struct RecvCounters {
 struct MediaState {
     session: MediaSession,
     filter: SourceFilter,
-    publisher: Option<Publisher>,
-    /// The publisher in the publishers gauge, while `publisher` is set.
-    publishing: Option<Tracked>,
+    publisher: Option<Ingest>,
     counters: RecvCounters,
     last_media: Instant,
     media_seen: bool,
@@ -76,7 +74,7 @@ pub fn start(
     socket: UdpSocket,
     session: MediaSession,
     filter: SourceFilter,
-    publisher: Publisher,
+    publisher: Ingest,
     name: String,
     now: Instant,
 ) -> Rc<MediaLink> {
@@ -89,7 +87,6 @@ pub fn start(
             session,
             filter,
             publisher: Some(publisher),
-            publishing: Some(core.hub.metrics().track(Counter::Publishers(Protocol::Ftl))),
             counters: RecvCounters::default(),
             last_media: now,
             media_seen: false,
@@ -112,7 +109,6 @@ impl MediaLink {
         }
         let (publisher, counters, stats) = {
             let mut state = self.state.borrow_mut();
-            state.publishing = None;
             (
                 state.publisher.take(),
                 state.counters,
@@ -120,7 +116,7 @@ impl MediaLink {
             )
         };
         if let Some(publisher) = publisher {
-            finish_publisher(&self.core, publisher, self.name.clone());
+            publisher.end();
         }
         let per_call = if counters.recv_calls == 0 {
             0.0
@@ -239,7 +235,6 @@ impl MediaLink {
         info!(stream = %self.name, "FTL publisher replaced by a new one (takeover)");
         let mut state = self.state.borrow_mut();
         state.publisher = None;
-        state.publishing = None;
         drop(state);
         runtime::shutdown(self.control.guard.stream());
     }

@@ -36,11 +36,12 @@ use crate::proto::rtmp::{
 };
 use crate::server::Core;
 use crate::server::guard::{ConnGuard, Cut};
+use crate::server::net::{ClientTls, Transport, connect};
 use crate::server::reader::Reader;
-use crate::server::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
+use crate::server::runtime::{self, BufResult};
 use crate::server::watch::LocalNotify;
 
-/// Time to open the TCP connection (DNS included).
+/// Time to open the connection (DNS, TCP and the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from the TCP connection to `NetStream.Publish.Start`.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,19 +157,6 @@ pub async fn run(task: PushTask) {
     }
 }
 
-/// Opens a plain TCP connection to the destination. The one place a push connects.
-async fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
-    let connect = std::pin::pin!(TcpStream::connect((host, port)));
-    let timeout = std::pin::pin!(runtime::sleep(CONNECT_TIMEOUT));
-    match futures_util::future::select(connect, timeout).await {
-        futures_util::future::Either::Left((result, _)) => result,
-        futures_util::future::Either::Right(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "timed out",
-        )),
-    }
-}
-
 /// The codes by which a destination refuses a publish.
 fn is_refusal(code: &str) -> bool {
     matches!(
@@ -209,17 +197,36 @@ async fn attempt(task: &PushTask) -> End {
     if source.generation() == 0 {
         return End::SourceEnded;
     }
-    let tcp = match connect(&task.url.host, task.url.port).await {
-        Ok(tcp) => tcp,
+    let tls = match client_tls(task) {
+        Ok(tls) => tls,
+        Err(error) => return failed(error),
+    };
+    let conn = match connect(&task.url.host, task.url.port, tls.as_ref(), CONNECT_TIMEOUT).await {
+        Ok(conn) => conn,
         Err(e) => return failed(format!("connect: {e}")),
     };
-    runtime::tune_accepted(&tcp);
-    let stream = Rc::new(tcp);
+    let stream = Rc::new(conn);
     let guard = core.sweeper.guard(stream.clone(), Instant::now());
     guard.set_handshake_deadline(Some(Instant::now() + PUBLISH_TIMEOUT));
     let end = publish(task, &guard).await;
-    runtime::shutdown(&stream);
+    stream.shutdown();
     end
+}
+
+/// The TLS settings of an rtmps:// destination: its `tls_ca` only, else webpki's roots;
+/// certificates are always checked against the URL's host name (also the SNI).
+fn client_tls(task: &PushTask) -> Result<Option<ClientTls>, String> {
+    if !task.url.tls {
+        return Ok(None);
+    }
+    match &task.config.tls_ca {
+        Some(ca) => ClientTls::from_ca_file(ca)
+            .map(Some)
+            .map_err(|e| format!("tls_ca: {e}")),
+        None => ClientTls::webpki_roots()
+            .map(Some)
+            .map_err(|e| format!("TLS roots: {e}")),
+    }
 }
 
 fn session_config(core: &Core, four_cc_list: bool) -> ClientConfig {
@@ -232,7 +239,9 @@ fn session_config(core: &Core, four_cc_list: bool) -> ClientConfig {
             },
             ..Limits::default()
         },
-        chunk_size: core.config.rtmp.chunk_size,
+        // The chunk size the publisher's core chunked every frame with, so frames go out as
+        // they are (see `Sender`).
+        chunk_size: u32::try_from(core.hub.chunk_size()).unwrap_or(core.config.rtmp.chunk_size),
         digest_handshake: true,
         four_cc_list,
     }
@@ -261,7 +270,7 @@ async fn publish(task: &PushTask, guard: &Rc<ConnGuard>) -> End {
             out.push(b);
         }
         if !out.is_empty() {
-            let BufResult(result, _) = (&*stream).write_vectored_all(out).await;
+            let BufResult(result, _) = stream.write_vectored_all(out).await;
             if let Err(e) = result {
                 return failed(format!("write: {e}"));
             }
@@ -316,13 +325,13 @@ async fn publish(task: &PushTask, guard: &Rc<ConnGuard>) -> End {
     info!(push = %task.config.id, stream = %task.status.stream, url = %task.status.url, "push live");
     let read_task = runtime::spawn(read_loop(shared.clone(), stream.clone(), input, live_since));
     let end = stream_frames(task, guard, &shared).await;
-    runtime::shutdown(&stream);
+    stream.shutdown();
     drop(read_task);
     end
 }
 
 /// Reads the destination after the publish started: acknowledgements, pings, errors, the close.
-async fn read_loop(shared: Rc<Shared>, stream: Rc<TcpStream>, mut input: BytesMut, since: Instant) {
+async fn read_loop(shared: Rc<Shared>, stream: Rc<Transport>, mut input: BytesMut, since: Instant) {
     let mut reader = Reader::default();
     let end = loop {
         if !input.is_empty() {
@@ -427,7 +436,7 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
     let zero_copy = {
         let session = shared.session.borrow();
         session.stream_id() == Some(MEDIA_STREAM_ID)
-            && session.out_chunk_size() == core.config.rtmp.chunk_size
+            && session.out_chunk_size() as usize == core.hub.chunk_size()
     };
     let mut sender = Sender {
         audio: task.config.audio,
@@ -447,7 +456,7 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
             shared.session.borrow_mut().unpublish();
             shared.output_queued.set(true);
             shared.drain(&mut batch);
-            let BufResult(_, _) = (&*stream).write_vectored_all(batch).await;
+            let BufResult(_, _) = stream.write_vectored_all(batch).await;
             return End::SourceEnded;
         }
         shared.drain(&mut batch);
@@ -482,7 +491,7 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
         }
         let len: usize = batch.iter().map(Bytes::len).sum();
         guard.write_started(Instant::now());
-        let BufResult(result, returned) = (&*stream).write_vectored_all(batch).await;
+        let BufResult(result, returned) = stream.write_vectored_all(batch).await;
         guard.write_finished();
         batch = returned;
         batch.clear();

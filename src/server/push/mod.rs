@@ -13,7 +13,7 @@
 //! that returns within the grace window finds its destinations still connected.
 //!
 //! **Live changes.** [`Pushes::replace`] swaps the destination list (SIGHUP, see
-//! [`reload_on_sighup`]): supervisors stop pushes whose entry went or changed and start the new
+//! [`reload`]): supervisors stop pushes whose entry went or changed and start the new
 //! ones on their next look; untouched entries keep their connections.
 
 pub mod driver;
@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use super::Core;
 use super::runtime::{self, JoinHandle};
-use crate::config::{Config, ConfigError, PushConfig};
+use crate::config::PushConfig;
 use status::{Board, PushState, PushStatus};
 
 /// How often each core's supervisor compares the wanted pushes with the running ones.
@@ -173,49 +173,22 @@ pub async fn supervise(core: Rc<Core>) {
     }
 }
 
-/// Re-reads the configuration on every SIGHUP and applies its `[[push]]` entries. A config
-/// that fails to load changes nothing and is logged. This is the node's one SIGHUP handler:
-/// other reloadable parts (TLS certificates) join it here.
-///
-/// The runtime's signal listener restores the default action (which ends the process) when the
-/// last listener of a signal goes, so the next listener is armed before the one that fired is
-/// dropped: SIGHUP never finds the process without a handler once this runs.
-pub async fn reload_on_sighup(
-    pushes: Arc<Pushes>,
-    reload: Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>,
-) {
-    let mut current = Box::pin(compio::signal::unix::signal(libc::SIGHUP));
-    arm(current.as_mut()).await;
-    loop {
-        if current.as_mut().await.is_err() {
-            warn!("cannot listen for SIGHUP: configuration reload is off");
-            return;
+/// SIGHUP: re-reads the configuration with `reload` and applies its `[[push]]` entries. A
+/// config that fails to load changes nothing and is logged. Called from the node's one SIGHUP
+/// handler (`server::on_sighup`).
+pub fn reload(pushes: &Pushes, reload: &super::Reload) {
+    match reload() {
+        Ok(config) => {
+            let changes = pushes.replace(&config.push);
+            info!(
+                added = ?changes.added,
+                removed = ?changes.removed,
+                changed = ?changes.changed,
+                "SIGHUP: [[push]] reloaded"
+            );
         }
-        let mut next = Box::pin(compio::signal::unix::signal(libc::SIGHUP));
-        arm(next.as_mut()).await;
-        current = next;
-        match reload() {
-            Ok(config) => {
-                let changes = pushes.replace(&config.push);
-                info!(
-                    added = ?changes.added,
-                    removed = ?changes.removed,
-                    changed = ?changes.changed,
-                    "SIGHUP: [[push]] reloaded"
-                );
-            }
-            Err(e) => warn!(error = %e, "SIGHUP: the configuration did not load; nothing changed"),
-        }
+        Err(e) => warn!(error = %e, "SIGHUP: the configuration did not load; nothing changed"),
     }
-}
-
-/// Polls a signal listener once, which registers it.
-async fn arm<F: std::future::Future>(mut listener: std::pin::Pin<&mut F>) {
-    std::future::poll_fn(|cx| {
-        let _ = listener.as_mut().poll(cx);
-        std::task::Poll::Ready(())
-    })
-    .await;
 }
 
 #[cfg(test)]
