@@ -53,6 +53,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Debian installs haproxy in /usr/sbin, which a non-root PATH may not include.
 haproxy_path() { command -v haproxy 2>/dev/null || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }; }
 gst_has() { gst-inspect-1.0 "$1" >/dev/null 2>&1; }
+# Debian installs nginx in /usr/sbin too; the RTMP module is a dynamic module.
+nginx_path() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; }; }
+NGINX_RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 
 # --- distribution packages -------------------------------------------------------------
 missing=()
@@ -63,6 +66,11 @@ if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_h
 fi
 if ! have python3; then missing+=(python3); fi
 if ! haproxy_path >/dev/null; then missing+=(haproxy); fi
+# Restream tests: socat terminates TLS in front of an ffmpeg RTMP receiver (RTMPS), and real
+# nginx-rtmp receives a push.
+if ! have socat; then missing+=(socat); fi
+if ! nginx_path >/dev/null; then missing+=(nginx); fi
+if [ ! -f "$NGINX_RTMP_MODULE" ]; then missing+=(libnginx-mod-rtmp); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -95,6 +103,10 @@ for tool in ffmpeg ffprobe gst-launch-1.0 gst-inspect-1.0; do
 done
 haproxy_bin="$(haproxy_path)" || die "haproxy is still missing after install"
 "$haproxy_bin" -v >/dev/null 2>&1 || die "haproxy does not run: $haproxy_bin"
+have socat || die "socat is still missing after install"
+nginx_bin="$(nginx_path)" || die "nginx is still missing after install"
+"$nginx_bin" -v >/dev/null 2>&1 || die "nginx does not run: $nginx_bin"
+[ -f "$NGINX_RTMP_MODULE" ] || die "nginx-rtmp module missing after install: $NGINX_RTMP_MODULE"
 for element in rtmp2src flvdemux filesink; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done

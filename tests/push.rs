@@ -17,6 +17,7 @@ use common::framemd5::{self, FrameMd5};
 use common::media::{self, FlvPlayer};
 use common::process::{ChildGuard, wait_until};
 use common::server::Server;
+use common::tls::TestPki;
 use common::{free_port, http, tools, unique_key, with_context};
 
 /// `ffmpeg -listen 1 -i rtmp://127.0.0.1:PORT/APP/KEY -c copy -f flv OUT`: an RTMP server that
@@ -48,6 +49,31 @@ fn wait_listening(port: u16) {
         })
     });
     assert!(listening, "nothing listens on 127.0.0.1:{port}");
+}
+
+/// `socat openssl-listen` on 127.0.0.1:`port` with the test PKI's server certificate, relaying
+/// the plaintext to 127.0.0.1:`to` (`fork`: every connection, else the first one only).
+fn tls_terminator(
+    dir: &Path,
+    name: &str,
+    pki: &TestPki,
+    port: u16,
+    to: u16,
+    fork: bool,
+) -> ChildGuard {
+    let mut listen = format!(
+        "openssl-listen:{port},bind=127.0.0.1,reuseaddr,cert={},key={},verify=0",
+        pki.cert_file.display(),
+        pki.key_file.display()
+    );
+    if fork {
+        listen.push_str(",fork");
+    }
+    let mut cmd = Command::new("socat");
+    cmd.arg(listen).arg(format!("tcp:127.0.0.1:{to}"));
+    let child = ChildGuard::spawn(name, &mut cmd, dir.join(format!("{name}.stderr")));
+    wait_listening(port);
+    child
 }
 
 /// A listener that accepts connections and never reads from them.
@@ -127,6 +153,22 @@ fn one_stream_reaches_every_destination_while_broken_ones_fail_alone() {
     let mut rx_b = receiver(dir, "rx-b", port_b, &key_b, None);
     let (hole, _hole_thread) = black_hole();
     let refused = free_port();
+    // RTMPS: TLS (a CA the test makes, trusted through tls_ca) in front of an ffmpeg receiver.
+    let key_tls = unique_key("pushsecretTls");
+    let (pki, _leaf) = TestPki::new();
+    let (port_tls, port_tls_rx) = (free_port(), free_port());
+    let mut rx_tls = receiver(dir, "rx-tls", port_tls_rx, &key_tls, None);
+    let _socat = tls_terminator(dir, "socat", &pki, port_tls, port_tls_rx, false);
+    // The same certificate without tls_ca: webpki's roots do not know the test CA.
+    let port_untrusted = free_port();
+    let _socat_untrusted = tls_terminator(
+        dir,
+        "socat-untrusted",
+        &pki,
+        port_untrusted,
+        free_port(),
+        true,
+    );
     let source = unique_key("src");
     let from = format!("live/{source}");
     let config = [
@@ -154,6 +196,19 @@ fn one_stream_reaches_every_destination_while_broken_ones_fail_alone() {
             &format!("rtmp://127.0.0.1:{refused}/app?token={query_token}"),
             &key_refused,
         ),
+        push_toml(
+            "tls",
+            &from,
+            &format!("rtmps://127.0.0.1:{port_tls}/app"),
+            &key_tls,
+        ),
+        format!("tls_ca = \"{}\"\n", pki.ca_file.display()),
+        push_toml(
+            "untrusted",
+            &from,
+            &format!("rtmps://127.0.0.1:{port_untrusted}/app"),
+            "pushsecretUntrusted",
+        ),
     ]
     .concat();
     let mut server = Server::start_with(2, Some(&config));
@@ -165,6 +220,14 @@ fn one_stream_reaches_every_destination_while_broken_ones_fail_alone() {
 
     wait_state(&server, "a", &["live"], Duration::from_secs(15));
     wait_state(&server, "b", &["live"], Duration::from_secs(15));
+    wait_state(&server, "tls", &["live"], Duration::from_secs(15));
+    let untrusted = wait_state(&server, "untrusted", &["backoff"], Duration::from_secs(15));
+    assert!(
+        untrusted["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("certificate")),
+        "{untrusted}"
+    );
     let refused_entry = wait_state(&server, "refused", &["backoff"], Duration::from_secs(15));
     assert!(
         refused_entry["last_error"]
@@ -183,7 +246,7 @@ fn one_stream_reaches_every_destination_while_broken_ones_fail_alone() {
     assert!(hole_entry["last_error"].as_str().is_some(), "{hole_entry}");
 
     let all = pushes(&server);
-    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(all.len(), 6, "{all:?}");
     for e in &all {
         for field in [
             "id",
@@ -229,6 +292,7 @@ fn one_stream_reaches_every_destination_while_broken_ones_fail_alone() {
     // Once the source ends (after the grace window), the receivers see the end and close.
     finish_and_check(&server, &mut rx_a, 200, "receiver a");
     finish_and_check(&server, &mut rx_b, 200, "receiver b");
+    finish_and_check(&server, &mut rx_tls, 200, "RTMPS receiver");
     wait_state(&server, "a", &["stopped"], Duration::from_secs(20));
     server.assert_alive();
     assert_no_secret_shown(
