@@ -569,3 +569,160 @@ fn the_api_requires_the_bearer_token_when_one_is_set() {
     assert_eq!(http::get(&addr, "/metrics").status, 200);
     assert!(!server.stderr().contains("tok-s3cret"));
 }
+
+/// A destination that completes the RTMP handshake (RTMP 1.0 §5.2: C0+C1 in, S0+S1+S2 out, C2
+/// in) and then sends `after`.
+fn hostile_destination(after: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut c0c1 = vec![0u8; 1537];
+            if stream.read_exact(&mut c0c1).is_err() {
+                continue;
+            }
+            let mut reply = vec![3u8];
+            reply.extend_from_slice(&[0u8; 1536]);
+            reply.extend_from_slice(&c0c1[1..]);
+            let _ = stream.write_all(&reply);
+            let mut c2 = vec![0u8; 1536];
+            let _ = stream.read_exact(&mut c2);
+            let _ = stream.write_all(&after);
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn destinations_that_answer_garbage_or_huge_replies_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // Garbage right from the first byte.
+    let garbage = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut stream in listener.incoming().flatten() {
+                use std::io::Write;
+                let _ = stream.write_all(&[0x42; 4096]);
+                held.push(stream);
+            }
+        });
+        port
+    };
+    // After the handshake, a command message declaring 16 MiB (fmt 0, csid 3, type 20).
+    let mut huge = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
+    huge.extend_from_slice(&[0x02; 128]);
+    let huge_port = hostile_destination(huge);
+    // After the handshake, silence: `connect` is never answered.
+    let silent_port = hostile_destination(Vec::new());
+    let key = unique_key("pushsecretGood");
+    let port = free_port();
+    let mut rx = receiver(dir, "rx", port, &key, None);
+    let source = unique_key("src");
+    let from = format!("live/{source}");
+    let config = [
+        push_toml("good", &from, &format!("rtmp://127.0.0.1:{port}/app"), &key),
+        push_toml(
+            "garbage",
+            &from,
+            &format!("rtmp://127.0.0.1:{garbage}/app"),
+            "k1",
+        ),
+        push_toml(
+            "huge",
+            &from,
+            &format!("rtmp://127.0.0.1:{huge_port}/app"),
+            "k2",
+        ),
+        push_toml(
+            "silent",
+            &from,
+            &format!("rtmp://127.0.0.1:{silent_port}/app"),
+            "k3",
+        ),
+    ]
+    .concat();
+    let server = Server::start_with(2, Some(&config));
+    let url = server.url("live", &source);
+    let _publisher = media::publish(Fixture::H264Aac, &url, false, dir, "pub");
+    wait_state(&server, "good", &["live"], Duration::from_secs(15));
+    for id in ["garbage", "huge"] {
+        let e = wait_state(&server, id, &["backoff"], Duration::from_secs(20));
+        let error = e["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            error.contains("protocol error") || error.contains("handshake"),
+            "{id}: {e}"
+        );
+    }
+    // Connected but never answering `connect`: cut at the publish deadline.
+    let e = wait_state(&server, "silent", &["backoff"], Duration::from_secs(30));
+    assert!(e["last_error"].as_str().is_some(), "{e}");
+    finish_and_check(&server, &mut rx, 200, "the healthy destination");
+}
+
+#[test]
+fn opus_audio_from_ftl_is_withheld_from_destinations_that_cannot_take_it() {
+    use common::ftl::{Loadgen, SECRET, make_sources, start_ftl};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let port = free_port();
+    let mut rx = receiver(dir, "rx", port, "77", None);
+    let ftl = start_ftl(&push_toml(
+        "opus",
+        "ftl/77",
+        &format!("rtmp://127.0.0.1:{port}/app"),
+        "{key}",
+    ));
+    let (h264, ogg) = make_sources(dir);
+    let mut loadgen = Loadgen::start(
+        ftl.ftl,
+        &format!("77-{SECRET}"),
+        &h264,
+        &ogg,
+        &[],
+        dir,
+        "pub",
+    );
+    wait_state(&ftl.server, "opus", &["live"], Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        let e = entry(&ftl.server, "opus").unwrap();
+        if e["last_error"].as_str().is_some_and(|m| m.contains("Opus")) || Instant::now() > deadline
+        {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        e["last_error"].as_str().is_some_and(|m| m.contains("Opus")),
+        "{e}"
+    );
+    loadgen.summary(Duration::from_secs(40));
+    if rx.child.wait_timeout(Duration::from_secs(30)).is_none() {
+        rx.stop();
+    }
+    let out = Command::new(tools::ffmpeg())
+        .args(["-hide_banner", "-i"])
+        .arg(&rx.out)
+        .args(["-map", "0", "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc = FrameMd5::parse(&text);
+    assert!(
+        doc.media_types.values().all(|t| t == "video"),
+        "the receiver got audio: {:?}\n{}",
+        doc.media_types,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        doc.video().len() > 50,
+        "only {} video packets",
+        doc.video().len()
+    );
+}
