@@ -293,18 +293,20 @@ async fn publish(task: &PushTask, guard: &Rc<ConnGuard>) -> End {
         if started {
             break;
         }
-        match reader.read_into(&stream, &mut input).await {
-            Ok(0) | Err(_) => {
-                // A close after `publish` went out, before it was accepted, is a refusal.
-                let refused = session.stream_id().is_some() && guard.cut().is_none();
-                let error = match guard.cut() {
-                    Some(cut) => format!("no NetStream.Publish.Start in time ({cut})"),
-                    None if refused => "the destination closed the connection after publish".into(),
-                    None => "the destination closed the connection before publish".into(),
-                };
-                return End::Failed { error, refused };
-            }
-            Ok(_) => {}
+        let read = reader.read_into(&stream, &mut input).await;
+        if matches!(read, Ok(0) | Err(_)) {
+            // A close after `publish` went out, before it was accepted, is a refusal.
+            let refused = session.stream_id().is_some() && guard.cut().is_none();
+            let how = match &read {
+                Err(e) => format!("the connection failed ({e})"),
+                _ => "the destination closed the connection".into(),
+            };
+            let error = match guard.cut() {
+                Some(cut) => format!("no NetStream.Publish.Start in time ({cut})"),
+                None if refused => format!("{how} after publish"),
+                None => format!("{how} before publish"),
+            };
+            return End::Failed { error, refused };
         }
         if let Err(e) = session.handle_input(&mut input) {
             return failed(format!("protocol error from the destination: {e}"));
@@ -356,24 +358,25 @@ async fn read_loop(shared: Rc<Shared>, stream: Rc<Transport>, mut input: BytesMu
             }
             shared.notify.notify();
         }
-        match reader.read_into(&stream, &mut input).await {
-            Ok(0) | Err(_) => {
-                let refused = since.elapsed() < REFUSED_IF_CLOSED_WITHIN;
-                let error = if refused {
-                    "the destination closed the connection right after publish"
-                } else {
-                    "the destination closed the connection"
-                };
-                break End::Failed {
-                    error: error.into(),
-                    refused,
-                };
-            }
-            Ok(_) => {}
+        let read = reader.read_into(&stream, &mut input).await;
+        if matches!(read, Ok(0) | Err(_)) {
+            let refused = since.elapsed() < REFUSED_IF_CLOSED_WITHIN;
+            let how = match &read {
+                Err(e) => format!("the connection failed ({e})"),
+                _ => "the destination closed the connection".into(),
+            };
+            let error = if refused {
+                format!("{how} right after publish")
+            } else {
+                how
+            };
+            break End::Failed { error, refused };
         }
     };
     shared.ended.borrow_mut().get_or_insert(end);
     shared.notify.notify();
+    // A write stuck on the dead connection completes at once.
+    stream.shutdown();
 }
 
 /// What one frame becomes for this destination.
