@@ -53,7 +53,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, SecretOutput};
-pub use push::{AudioMode, PushConfig, PushUrl, SOURCE_KEY};
+pub use push::{AudioMode, DestinationUrl, PushConfig, PushUrl, SOURCE_KEY};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
     AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
@@ -297,7 +297,7 @@ impl Config {
                 }
             }
             for p in &mut shown.push {
-                p.url = push::redacted_url(&p.url);
+                p.url = DestinationUrl(push::redacted_url(&p.url.0));
             }
         }
         print::documented_toml(&shown)

@@ -42,7 +42,7 @@ section! {
         pub from: String = String::new(),
         /// rtmp:// or rtmps:// URL of the destination, application path included
         /// (e.g. "rtmps://a.rtmp.youtube.com/live2").
-        pub url: String = String::new(),
+        pub url: DestinationUrl = DestinationUrl::default(),
         /// The stream name sent in publish (the platform's stream key); "${ENV}" reads an
         /// environment variable and "{key}" is replaced by the source stream's key.
         pub key: Secret = Secret::default(),
@@ -52,6 +52,23 @@ section! {
         /// Audio sent: "auto" (AAC for Opus sources, via the AAC rendition), "aac", "passthrough"
         /// (the source's codec as is) or "drop".
         pub audio: AudioMode = AudioMode::Auto,
+    }
+}
+
+/// A destination URL as written in the config. Its query may hold a token: `Debug` hides it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DestinationUrl(pub String);
+
+impl std::fmt::Debug for DestinationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted_url(&self.0))
+    }
+}
+
+impl From<&str> for DestinationUrl {
+    fn from(url: &str) -> Self {
+        DestinationUrl(url.to_owned())
     }
 }
 
@@ -183,7 +200,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
 impl PushConfig {
     /// The parsed URL (valid once the config validated).
     pub fn parsed_url(&self) -> Result<PushUrl, String> {
-        PushUrl::parse(&self.url)
+        PushUrl::parse(&self.url.0)
     }
 
     /// Whether `stream` (a full name, `app/key`) is a source of this push.
@@ -249,8 +266,8 @@ pub(crate) fn validate(pushes: &[PushConfig]) -> Result<(), super::ConfigError> 
                 "must be a stream name (\"live/mykey\") or every stream of an app (\"live/*\")",
             ));
         }
-        let url = PushUrl::parse(&p.url).map_err(|reason| invalid(field("url"), reason))?;
-        if p.url.contains(REDACTED_PLACEHOLDER) {
+        let url = PushUrl::parse(&p.url.0).map_err(|reason| invalid(field("url"), reason))?;
+        if p.url.0.contains(REDACTED_PLACEHOLDER) {
             return Err(invalid(
                 field("url"),
                 "holds the redaction placeholder of --print-config: write the real query",
@@ -382,6 +399,56 @@ mod tests {
                 .contains("used twice")
         );
         assert!(validate(&[push("live/a", "rtmps://x/app", "k")]).is_ok());
+    }
+
+    #[test]
+    fn print_config_hides_push_keys_and_url_queries_and_round_trips() {
+        use super::super::{Config, SecretOutput};
+        let env = |name: &str| (name == "YT_KEY").then(|| "yt-s3cret".to_owned());
+        let text = r#"
+            [[push]]
+            id = "yt"
+            from = "live/mykey"
+            url = "rtmps://a.rtmp.youtube.com/live2"
+            key = "${YT_KEY}"
+            [[push]]
+            id = "own"
+            from = "live/*"
+            url = "rtmp://127.0.0.1:1936/app?token=q-s3cret"
+            key = "{key}"
+            audio = "drop"
+            [[push]]
+            id = "lit"
+            from = "live/x"
+            url = "rtmp://127.0.0.1/app"
+            key = "lit-s3cret"
+            tls_ca = "/nope"
+        "#;
+        // tls_ca on an rtmp:// URL is refused, naming the field.
+        let err = Config::from_toml_str(text, &env).unwrap_err().to_string();
+        assert!(err.contains("push[\"lit\"].tls_ca"), "{err}");
+        let text = text.replace("tls_ca = \"/nope\"", "");
+        let c = Config::from_toml_str(&text, &env).unwrap();
+        assert_eq!(c.push.len(), 3);
+        assert_eq!(c.push[0].publish_name("live/mykey"), "yt-s3cret");
+        assert_eq!(c.push[1].audio, AudioMode::Drop);
+        let shown = c.to_documented_toml(SecretOutput::Redacted).unwrap();
+        for secret in ["yt-s3cret", "q-s3cret", "lit-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} printed:\n{shown}");
+        }
+        assert!(shown.contains("key = \"${YT_KEY}\""), "{shown}");
+        assert!(shown.contains("key = \"{key}\""), "{shown}");
+        assert!(shown.contains("app?<redacted>"), "{shown}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let revealed = c.to_documented_toml(SecretOutput::Reveal).unwrap();
+        assert_eq!(Config::from_toml_str(&revealed, &env).unwrap(), c);
+        let err = Config::from_toml_str("[[push]]\nid = \"a\"\nurl_ = 1\n", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`url_`") && err.contains("[[push]] #1"),
+            "{err}"
+        );
     }
 
     #[test]
