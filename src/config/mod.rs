@@ -54,8 +54,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, SecretOutput};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
-    AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
-    IoUringConfig, RtmpConfig, ServerConfig,
+    AppConfig, AudioConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig,
+    HttpConfig, IoUringConfig, RtmpConfig, ServerConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -82,6 +82,8 @@ section! {
         pub rtmp: RtmpConfig = RtmpConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
         pub fanout: FanoutConfig = FanoutConfig::default(),
+        /// Audio renditions (AAC for players that cannot take Opus).
+        pub audio: AudioConfig = AudioConfig::default(),
         /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
         pub ftl: FtlConfig = FtlConfig::default(),
         /// fstream broadcast and watch.
@@ -133,6 +135,11 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
     TableSchema {
         name: "fanout",
         fields: FanoutConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "audio",
+        fields: AudioConfig::FIELDS,
         arrays: &[],
     },
     TableSchema {

@@ -411,10 +411,7 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         if self.cursor.audio == AudioMode::Aac {
-            self.stream
-                .shared
-                .aac_demand
-                .fetch_sub(1, Ordering::AcqRel);
+            self.stream.shared.aac_demand.fetch_sub(1, Ordering::AcqRel);
         }
         self.stream
             .watchers

@@ -303,7 +303,11 @@ fn every_audio_config_packet_is_replayed_in_order_and_replaced_only_by_its_own_k
     let mut cursor = ring.join();
     let (_, batch) = drain(&ring, &mut cursor, Instant::now());
     assert_eq!(batch[0], header().restamped(1000).rtmp());
-    assert_eq!(batch[1], start.restamped(1000).rtmp(), "the OpusHead survives");
+    assert_eq!(
+        batch[1],
+        start.restamped(1000).rtmp(),
+        "the OpusHead survives"
+    );
     assert_eq!(batch[2], multichannel.restamped(1000).rtmp());
     assert_eq!(batch[3], key(1000).rtmp());
 
@@ -345,11 +349,25 @@ fn aac_watchers_see_the_rendition_and_passthrough_watchers_the_opus() {
     ring.push(aac.clone());
     let mut passthrough = ring.join();
     let (_, got) = drain(&ring, &mut passthrough, Instant::now());
-    assert_eq!(got, vec![opus_head.rtmp().clone(), key(0).rtmp().clone(), opus.rtmp().clone()]);
+    assert_eq!(
+        got,
+        vec![
+            opus_head.rtmp().clone(),
+            key(0).rtmp().clone(),
+            opus.rtmp().clone()
+        ]
+    );
     let mut wants_aac = ring.join();
     wants_aac.audio = AudioMode::Aac;
     let (_, got) = drain(&ring, &mut wants_aac, Instant::now());
-    assert_eq!(got, vec![aac_header.rtmp().clone(), key(0).rtmp().clone(), aac.rtmp().clone()]);
+    assert_eq!(
+        got,
+        vec![
+            aac_header.rtmp().clone(),
+            key(0).rtmp().clone(),
+            aac.rtmp().clone()
+        ]
+    );
     let mut silent = ring.join();
     silent.audio = AudioMode::Drop;
     let (_, got) = drain(&ring, &mut silent, Instant::now());

@@ -247,9 +247,7 @@ mod encoder {
                 audio_object_type: enc::AudioObjectType::Mpeg4LowComplexity,
             })
             .map_err(|e| AacError::Encoder(e.to_string()))?;
-            let info = inner
-                .info()
-                .map_err(|e| AacError::Encoder(e.to_string()))?;
+            let info = inner.info().map_err(|e| AacError::Encoder(e.to_string()))?;
             let len = (info.confSize as usize).min(info.confBuf.len());
             let config = info.confBuf[..len].to_vec();
             Ok(Encoder { inner, config })

@@ -177,7 +177,9 @@ pub fn config_key(kind: MediaKind, payload: &[u8]) -> u16 {
 /// True for an Enhanced RTMP audio message whose codec is Opus (FourCC `Opus`).
 pub fn is_opus_audio(kind: MediaKind, payload: &[u8]) -> bool {
     kind == MediaKind::Audio
-        && payload.first().is_some_and(|b| b >> 4 == 9 && b & 0x0f != 5)
+        && payload
+            .first()
+            .is_some_and(|b| b >> 4 == 9 && b & 0x0f != 5)
         && payload.get(1..5) == Some(b"Opus")
 }
 
@@ -197,7 +199,7 @@ fn classify_video(payload: &[u8]) -> FrameRole {
                 FrameRole::SequenceHeader
             }
             1 | 3 | 6 => video_frame_role(frame_type), // CodedFrames, CodedFramesX, Multitrack
-            _ => FrameRole::Other,              // SequenceEnd, ModEx, reserved
+            _ => FrameRole::Other,                     // SequenceEnd, ModEx, reserved
         };
     }
     let frame_type = first >> 4;

@@ -20,7 +20,7 @@ use super::reader::Reader;
 use super::runtime::{self, AsyncWriteExt, BufResult};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
 use crate::config::redact_key;
-use crate::fanout::{Egress, PublishError, Publisher, StreamState};
+use crate::fanout::{AudioMode, Egress, PublishError, Publisher, StreamState};
 use crate::metrics::{Counter, Protocol, Tracked};
 use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
 
@@ -386,6 +386,12 @@ impl Connection {
             self.core.config.fanout.slow_watcher_disconnect_ms,
         )));
         let mut watcher = self.core.hub.watch(&full, Egress::Rtmp);
+        // Enhanced RTMP players that listed Opus get it as published; the others get AAC.
+        watcher.set_audio(if self.session.borrow().takes_opus() {
+            AudioMode::Passthrough
+        } else {
+            AudioMode::Aac
+        });
         let guard = self.guard.clone();
         let task_control = control.clone();
         let peer = self.peer;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::{Channels, Conn, Format, shown_name};
-use crate::fanout::{Egress, StreamState, Watcher};
+use crate::fanout::{AudioMode, Egress, StreamState, Watcher};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
 use crate::proto::fstream::{Request, Target};
@@ -51,6 +51,14 @@ impl Control for WatchControl {
 
     fn notify(&self) -> &LocalNotify {
         &self.notify
+    }
+}
+
+/// AAC unless the watch asked for `audio=opus`.
+fn audio_mode(request: &Request) -> AudioMode {
+    match request.audio.as_deref() {
+        Some("opus") => AudioMode::Passthrough,
+        _ => AudioMode::Aac,
     }
 }
 
@@ -91,6 +99,7 @@ pub async fn run(conn: Conn, request: Request) {
     let started = match request.target() {
         Target::Stream { .. } => {
             watcher.set_egress(Egress::Flv);
+            watcher.set_audio(audio_mode(&request));
             *control.prefix.borrow_mut() = Some(flv_file_header());
             info!(%peer, stream = %shown, "fstream watch started (FLV of a media stream)");
             Ok(())
@@ -168,6 +177,7 @@ async fn await_channel(
     match info.format {
         Format::Flv => {
             watcher.set_egress(Egress::Flv);
+            watcher.set_audio(audio_mode(request));
             *control.prefix.borrow_mut() = Some(flv_file_header());
         }
         Format::AnnexB | Format::Opaque => watcher.set_egress(Egress::Raw),

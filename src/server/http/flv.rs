@@ -29,7 +29,7 @@ use tracing::info;
 
 use super::Conn;
 use crate::config::redact_key;
-use crate::fanout::{Egress, StreamState};
+use crate::fanout::{AudioMode, Egress, StreamState};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
 use crate::proto::http::{FlvPath, ResponseHead, Status, query_param};
@@ -44,6 +44,8 @@ pub struct Admitted {
     /// The name for logs: the key redacted (fstream channel names are not secrets).
     shown: String,
     cors_origin: String,
+    /// AAC unless the request asked for `?audio=opus`.
+    audio: AudioMode,
 }
 
 impl Admitted {
@@ -110,8 +112,17 @@ pub fn admit(
             return Err((Status::NotFound, "stream is not live"));
         }
     }
+    let audio = match query_param(query, "audio")
+        .map_err(|_| (Status::BadRequest, "malformed query string"))?
+        .as_deref()
+    {
+        None | Some("aac") => AudioMode::Aac,
+        Some("opus") => AudioMode::Passthrough,
+        Some(_) => return Err((Status::BadRequest, "audio must be opus or aac")),
+    };
     Ok(Admitted {
         name,
+        audio,
         shown: shown_name(target),
         cors_origin: core.config.http.cors_allow_origin.clone(),
     })
@@ -152,6 +163,7 @@ pub async fn run(conn: Conn, admitted: Admitted) {
     let guard = conn.guard.clone();
     let peer = conn.peer;
     let mut watcher = core.hub.watch(&admitted.name, Egress::Flv);
+    watcher.set_audio(admitted.audio);
     let metrics = core.hub.metrics();
     let _watching = metrics.track(Counter::Watchers(Protocol::Http));
     // The request is in: no more request deadline. A watcher only listens: no idle limit, but a
