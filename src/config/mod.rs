@@ -172,6 +172,23 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
 ];
 
 impl Config {
+    /// The name logs show for the stream `full` (`app/key`). One rule for every protocol: an
+    /// RTMP stream key is a secret (shown as its first two characters and `****`); an FTL
+    /// channel's stream (the channel id is public) and an fstream channel
+    /// (`fstream/<user>/<channel>`) are not.
+    pub fn shown_stream_name(&self, full: &str) -> String {
+        let public = full.split('/').next() == Some("fstream")
+            || self
+                .ftl
+                .channels
+                .iter()
+                .any(|c| self.ftl.stream_name(c) == full);
+        match full.split_once('/') {
+            Some((app, key)) if !public => format!("{app}/{}", redact_key(key)),
+            _ => full.to_owned(),
+        }
+    }
+
     /// The built-in defaults, read from the embedded `config/default.toml`.
     pub fn embedded_default() -> Result<Self, ConfigError> {
         Self::parse_toml(DEFAULT_TOML, "built-in default config")

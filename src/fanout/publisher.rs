@@ -47,6 +47,8 @@ pub struct Publisher {
     aac_failed: bool,
     /// Counters of the renditions this publisher ran, added up.
     aac_stats: AacStats,
+    /// The stream's name in logs (see [`Publisher::set_log_name`]).
+    shown: String,
 }
 
 impl Publisher {
@@ -87,7 +89,17 @@ impl Publisher {
             opus_head: None,
             aac_failed: false,
             aac_stats: AacStats::default(),
+            shown: match name.split_once('/') {
+                Some((app, key)) => format!("{app}/{}", crate::config::redact_key(key)),
+                None => crate::config::redact_key(name),
+            },
         }
+    }
+
+    /// Sets the stream's name as logs show it (`Config::shown_stream_name`); until then the
+    /// key part is redacted, as for an RTMP stream key.
+    pub fn set_log_name(&mut self, shown: &str) {
+        self.shown = shown.to_owned();
     }
 
     /// True if this publisher replaced a live one.
@@ -116,6 +128,15 @@ impl Publisher {
         Ok(())
     }
 
+    /// Pushes a frame meant only for the watchers of one audio rendition (an ingest's
+    /// `onMetaData` that names the audio codec: one for Opus players, one for AAC players).
+    pub fn push_variant(&mut self, mut frame: Frame, variant: Variant) -> Result<(), Superseded> {
+        frame.timestamp = self.rebase(frame.timestamp)?;
+        let encoded = EncodedFrame::media_variant(frame, self.chunk_size, variant);
+        self.deliver(Arc::new(encoded));
+        Ok(())
+    }
+
     /// Feeds an Opus frame to the stream's AAC rendition, starting it when the first watcher
     /// that wants AAC appeared and stopping it when the last one left.
     fn render_aac(&mut self, frame: &EncodedFrame) {
@@ -141,7 +162,7 @@ impl Publisher {
             match AacRendition::new(channels, self.hub.aac_bitrate_kbps()) {
                 Ok(aac) => {
                     tracing::info!(
-                        stream = %self.claim.stream.name,
+                        stream = %self.shown,
                         channels,
                         bitrate_kbps = self.hub.aac_bitrate_kbps(),
                         "AAC rendition started"
@@ -151,7 +172,7 @@ impl Publisher {
                     self.aac = Some(aac);
                 }
                 Err(error) => {
-                    tracing::warn!(stream = %self.claim.stream.name, %error, "AAC rendition unavailable");
+                    tracing::warn!(stream = %self.shown, %error, "AAC rendition unavailable");
                     self.aac_failed = true;
                     return;
                 }
@@ -171,7 +192,7 @@ impl Publisher {
             })
             .is_err();
         if skipped {
-            tracing::debug!(stream = %self.claim.stream.name, "AAC rendition skipped a packet that is not Opus audio");
+            tracing::debug!(stream = %self.shown, "AAC rendition skipped a packet that is not Opus audio");
         }
         for (ts, body) in out.into_iter().flatten() {
             self.deliver_aac(ts, body);
@@ -191,7 +212,7 @@ impl Publisher {
         self.aac_stats.skipped += stats.skipped;
         self.aac_stats.resyncs += stats.resyncs;
         tracing::info!(
-            stream = %self.claim.stream.name,
+            stream = %self.shown,
             opus_packets = stats.opus_packets,
             aac_frames = stats.aac_frames,
             skipped_packets = stats.skipped,

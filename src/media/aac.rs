@@ -330,6 +330,21 @@ mod tests {
     }
 
     #[test]
+    fn garbage_packets_are_skipped_or_decoded_without_stalling() {
+        let mut r = AacRendition::new(2, 128).unwrap();
+        for junk in [
+            &[0xff; 7][..],
+            &[0xff],
+            &[0xfc],
+            &[0x03, 0xff, 0xff, 0xff],
+            &[0x0b; 40],
+        ] {
+            let _ = r.push_opus(0, junk, |_, _| {});
+        }
+        r.push_opus(20, SILENCE, |_, _| {}).unwrap();
+    }
+
+    #[test]
     fn a_timestamp_jump_starts_a_new_time_base() {
         let mut r = AacRendition::new(2, 128).unwrap();
         let mut last = 0;

@@ -13,6 +13,7 @@ pub mod aac;
 pub mod annexb;
 pub mod annexb_chunker;
 pub mod avc;
+pub mod stream_info;
 
 use bytes::Bytes;
 

@@ -29,6 +29,7 @@ use super::reader::Reader;
 use super::runtime::{self, AsyncWriteExt, BufResult, UdpSocket};
 use crate::config::FtlConfig;
 use crate::fanout::{PublishError, Publisher};
+use crate::media::stream_info::{Announced, StreamInfo};
 use crate::proto::ftl::{
     CHALLENGE_LEN, ControlConfig, ControlEvent, ControlSession, MediaConfig, MediaSession,
     ResponseCode, SourceFilter, StreamAttributes,
@@ -333,7 +334,7 @@ impl Connection {
             }
         };
         let now = Instant::now();
-        let publisher = match Publisher::start_with_takeover(
+        let mut publisher = match Publisher::start_with_takeover(
             &self.core.hub,
             &name,
             config.rtmp.chunk_size as usize,
@@ -347,6 +348,7 @@ impl Connection {
                 return;
             }
         };
+        publisher.set_log_name(&config.shown_stream_name(&name));
         let Some((socket, port)) = self.ftl.bind_media_port(cfg, local_ip) else {
             warn!(%peer, range = %cfg.udp_port_range, "FTL: no free UDP port in the range");
             finish_publisher(&self.core, publisher, name);
@@ -377,6 +379,15 @@ impl Connection {
             media,
             SourceFilter::new(peer.ip()),
             publisher,
+            StreamInfo::new(Announced {
+                width: attributes.video.as_ref().and_then(|v| v.width),
+                height: attributes.video.as_ref().and_then(|v| v.height),
+                has_video: attributes.video.is_some(),
+                has_audio: attributes.audio.is_some(),
+                encoder: format!("{} {}", attributes.vendor_name, attributes.vendor_version)
+                    .trim()
+                    .to_owned(),
+            }),
             name,
             now,
         );
@@ -396,6 +407,14 @@ impl Connection {
             (End::Io(e), _) => debug!(%peer, error = %e, "FTL control closed: io error"),
         }
         if let Some(media) = self.media {
+            media.note_end(match (&end, self.shared.guard.cut()) {
+                (_, Some(cut)) => format!("control connection cut: {cut}"),
+                (End::Disconnected, _) => "clean DISCONNECT".to_owned(),
+                (End::Refused(ResponseCode::ServerTerminate), _) => "shutdown (410)".to_owned(),
+                (End::Refused(code), _) => format!("ended with {}", code.code()),
+                (End::Protocol(reason), _) => format!("protocol error: {reason}"),
+                (End::PeerClosed | End::Io(_), _) => "control connection lost".to_owned(),
+            });
             media.stop();
         }
         runtime::shutdown(self.shared.guard.stream());

@@ -19,7 +19,7 @@ use super::guard::ConnGuard;
 use super::reader::Reader;
 use super::runtime::{self, AsyncWriteExt, BufResult};
 use super::watch::{self, Control, LocalNotify, WatchEnd};
-use crate::config::redact_key;
+use crate::config::Config;
 use crate::fanout::{AudioMode, Egress, PublishError, Publisher, StreamState};
 use crate::metrics::{Counter, Protocol, Tracked};
 use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
@@ -31,10 +31,10 @@ fn is_fstream_channel(full: &str) -> bool {
 }
 
 /// The stream name for an RTMP app and publish/play name: `app/key`, the query string dropped.
-fn stream_name(app: &str, name: &str) -> (String, String) {
+fn stream_name(config: &Config, app: &str, name: &str) -> (String, String) {
     let key = name.split('?').next().unwrap_or(name);
     let full = format!("{app}/{key}");
-    let shown = format!("{app}/{}", redact_key(key));
+    let shown = config.shown_stream_name(&full);
     (full, shown)
 }
 
@@ -276,7 +276,7 @@ impl Connection {
     }
 
     fn start_publish(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
-        let (full, shown) = stream_name(app, name);
+        let (full, shown) = stream_name(&self.core.config, app, name);
         let cfg = &self.core.config;
         if !matches!(self.role, Role::Pending) {
             self.session.borrow_mut().reject_publish(
@@ -344,7 +344,7 @@ impl Connection {
     }
 
     fn start_play(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
-        let (full, shown) = stream_name(app, name);
+        let (full, shown) = stream_name(&self.core.config, app, name);
         if !matches!(self.role, Role::Pending) {
             self.session.borrow_mut().reject_play(
                 stream_id,

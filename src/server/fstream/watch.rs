@@ -69,7 +69,7 @@ fn flv_file_header() -> Bytes {
 /// Serves a watcher to its end.
 pub async fn run(conn: Conn, request: Request) {
     let peer = conn.peer;
-    let shown = shown_name(&request);
+    let shown = shown_name(&conn.core.config, &request);
     let name = request.stream_name();
     let core = conn.core.clone();
     let guard = conn.guard.clone();

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::Conn;
-use crate::config::redact_key;
+use crate::config::Config;
 use crate::fanout::{AudioMode, Egress, StreamState};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::flv;
@@ -64,12 +64,8 @@ impl Admitted {
 
 /// The name to log for `target`: like the RTMP driver's, the key redacted; fstream channel
 /// names (`fstream/<user>/<channel>`) are not secrets.
-pub fn shown_name(target: FlvPath<'_>) -> String {
-    if target.app == "fstream" {
-        target.stream_name()
-    } else {
-        format!("{}/{}", target.app, redact_key(target.key))
-    }
+pub fn shown_name(config: &Config, target: FlvPath<'_>) -> String {
+    config.shown_stream_name(&target.stream_name())
 }
 
 /// Applies the play rules of the module doc to `target`.
@@ -123,7 +119,7 @@ pub fn admit(
     Ok(Admitted {
         name,
         audio,
-        shown: shown_name(target),
+        shown: shown_name(&core.config, target),
         cors_origin: core.config.http.cors_allow_origin.clone(),
     })
 }
