@@ -126,8 +126,7 @@ fn hop_same_thread(c: &mut Criterion) {
         RingLimits::default(),
     ));
     let watcher_hub = CoreHub::new(WATCHER_CORE, registry, RingLimits::default());
-    let mut publisher =
-        Publisher::start(&publisher_hub, STREAM, CHUNK_SIZE, Instant::now()).expect("claim");
+    let mut publisher = Publisher::start(&publisher_hub, STREAM, Instant::now()).expect("claim");
     let mut seq = 0u32;
     group.bench_function("publisher_push_and_drain", |b| {
         b.iter(|| {
@@ -143,8 +142,7 @@ fn hop_same_thread(c: &mut Criterion) {
         new_registry(1),
         RingLimits::default(),
     ));
-    let mut publisher =
-        Publisher::start(&one_core_hub, STREAM, CHUNK_SIZE, Instant::now()).expect("claim");
+    let mut publisher = Publisher::start(&one_core_hub, STREAM, Instant::now()).expect("claim");
     // The claim's "publisher joined" message waits in the core's own inbox; apply it once.
     one_core_hub.drain_inbox();
     let mut seq = 0u32;

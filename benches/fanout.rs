@@ -32,8 +32,7 @@ fn fanout(c: &mut Criterion) {
             },
         ));
         let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
-        let mut publisher =
-            Publisher::start(&hub, "live/bench", 4096, Instant::now()).expect("claim");
+        let mut publisher = Publisher::start(&hub, "live/bench", Instant::now()).expect("claim");
         publisher.push(video_frame(0, true)).expect("push");
         let mut watchers: Vec<_> = (0..n)
             .map(|_| hub.watch("live/bench", Egress::Rtmp))

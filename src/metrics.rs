@@ -19,6 +19,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::proto::Blame;
+
 /// The protocols (and listeners) a metric is labelled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -53,7 +55,8 @@ impl Protocol {
         }
     }
 
-    fn protocol_label(self) -> &'static str {
+    /// The protocol's name, as the `protocol` label and the logs show it.
+    pub fn label(self) -> &'static str {
         match self {
             Protocol::Http => "http-flv",
             other => other.listener_label(),
@@ -80,11 +83,15 @@ pub enum Counter {
     FramesIngested,
     /// FTL streams started (authenticated sessions that got a media port).
     FtlSessions,
+    /// Connections ended by a protocol error, by listener and by who is at fault.
+    ConnectionErrors(Protocol, Blame),
 }
 
-/// Labelled families, then the unlabelled counters.
+/// Labelled families, then the unlabelled counters, then the connection errors.
 const FAMILIES: usize = 6;
-const SLOTS: usize = FAMILIES * PROTOCOLS + 2;
+const UNLABELLED: usize = 2;
+const BLAMES: usize = Blame::ALL.len();
+const SLOTS: usize = FAMILIES * PROTOCOLS + UNLABELLED + BLAMES * PROTOCOLS;
 
 impl Counter {
     fn slot(self) -> usize {
@@ -98,6 +105,9 @@ impl Counter {
             Counter::SlowDisconnects(p) => family(5, p),
             Counter::FramesIngested => FAMILIES * PROTOCOLS,
             Counter::FtlSessions => FAMILIES * PROTOCOLS + 1,
+            Counter::ConnectionErrors(p, blame) => {
+                FAMILIES * PROTOCOLS + UNLABELLED + blame as usize * PROTOCOLS + p.index()
+            }
         }
     }
 }
@@ -240,7 +250,7 @@ impl Metrics {
                         let shown = if label == "listener" {
                             p.listener_label()
                         } else {
-                            p.protocol_label()
+                            p.label()
                         };
                         let _ = writeln!(out, "{}{{{label}=\"{shown}\"}} {value}", export.name);
                     }
@@ -249,6 +259,21 @@ impl Metrics {
                     let value = self.value(export, Protocol::Rtmp);
                     let _ = writeln!(out, "{} {value}", export.name);
                 }
+            }
+        }
+        let errors = "ringcast_connection_errors_total";
+        let _ = writeln!(
+            out,
+            "# HELP {errors} Connections ended by a protocol error, by listener and by who is at fault.\n# TYPE {errors} counter"
+        );
+        for p in Protocol::ALL {
+            for blame in Blame::ALL {
+                let value = self.total(Counter::ConnectionErrors(p, blame));
+                let (protocol, blame) = (p.listener_label(), blame.label());
+                let _ = writeln!(
+                    out,
+                    "{errors}{{protocol=\"{protocol}\",blame=\"{blame}\"}} {value}"
+                );
             }
         }
         let gauges = [
@@ -380,6 +405,31 @@ mod tests {
         drop(first);
         drop(second);
         assert_eq!(metrics.total(Counter::Watchers(Protocol::Http)), 0);
+    }
+
+    #[test]
+    fn connection_errors_are_counted_by_protocol_and_blame() {
+        let metrics = Metrics::new(2);
+        metrics.core(0).add(
+            Counter::ConnectionErrors(Protocol::Rtmp, Blame::LimitExceeded),
+            2,
+        );
+        metrics.core(1).add(
+            Counter::ConnectionErrors(Protocol::Ftl, Blame::PeerMisbehaved),
+            1,
+        );
+        let text = metrics.render(NodeGauges {
+            live_streams: 0,
+            workers: 2,
+            ready: true,
+        });
+        let series = |p: &str, b: &str| {
+            format!("ringcast_connection_errors_total{{protocol=\"{p}\",blame=\"{b}\"}}")
+        };
+        assert_eq!(sample(&text, &series("rtmp", "limit_exceeded")), Some("2"));
+        assert_eq!(sample(&text, &series("ftl", "peer_misbehaved")), Some("1"));
+        assert_eq!(sample(&text, &series("rtmp", "peer_misbehaved")), Some("0"));
+        assert_eq!(sample(&text, &series("http", "local")), Some("0"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::healthy::HealthyStream;
+use common::http::metric;
 use common::rtmp_raw::{self, Amf, RawRtmp, chunk_message, command};
 use common::server::Server;
 
@@ -27,13 +28,20 @@ const AFTER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Runs `attack` (which returns the offending connection and how long the server may take to
 /// close it) beside a healthy stream, then checks the close, the server and the healthy stream.
-fn contained(what: &str, attack: impl FnOnce(u16) -> (TcpStream, Duration)) {
+fn contained(what: &str, attack: impl FnOnce(u16) -> (TcpStream, Duration)) -> Server {
     let mut server = Server::start_with(1, Some(CONFIG));
     let dir = server.scratch();
     let mut healthy = HealthyStream::start(&server, &dir);
     let (mut conn, within) = attack(server.port);
     rtmp_raw::assert_closed_by_server(&mut conn, within, what);
     healthy.assert_still_flowing(&mut server);
+    server
+}
+
+/// `ringcast_connection_errors_total{protocol="rtmp",blame=...}` on `server`.
+fn rtmp_errors(server: &Server, blame: &str) -> u64 {
+    let series = format!("ringcast_connection_errors_total{{protocol=\"rtmp\",blame=\"{blame}\"}}");
+    metric(&server.http_addr(), &series)
 }
 
 fn after_handshake(port: u16, bytes: &[u8]) -> TcpStream {
@@ -50,10 +58,21 @@ fn after_connect(port: u16, bytes: &[u8]) -> TcpStream {
 
 #[test]
 fn set_chunk_size_zero_closes_connection() {
-    contained("Set Chunk Size 0", |port| {
+    let server = contained("Set Chunk Size 0", |port| {
         let msg = chunk_message(2, 0, 1, 0, &0u32.to_be_bytes(), 128);
         (after_handshake(port, &msg), PROMPT)
     });
+    // The protocol error is blamed on the peer, in the log and in the metrics.
+    assert_eq!(rtmp_errors(&server, "peer_misbehaved"), 1);
+    assert_eq!(rtmp_errors(&server, "limit_exceeded"), 0);
+    assert!(
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.contains("protocol error") && l.contains("blame=\"peer_misbehaved\"")),
+        "no protocol error line with its blame:\n{}",
+        server.stderr()
+    );
 }
 
 #[test]
@@ -66,12 +85,14 @@ fn protocol_control_message_with_truncated_body_closes_connection() {
 
 #[test]
 fn message_longer_than_max_message_size_closes_connection() {
-    contained("16 MiB message against a 1 MiB limit", |port| {
+    let server = contained("16 MiB message against a 1 MiB limit", |port| {
         // fmt 0, csid 3, length 0xFFFFFF, type 20 (command), msid 0, then the first 128 bytes.
         let mut bytes = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
         bytes.extend_from_slice(&[0x02; 128]);
         (after_handshake(port, &bytes), PROMPT)
     });
+    assert_eq!(rtmp_errors(&server, "limit_exceeded"), 1);
+    assert_eq!(rtmp_errors(&server, "peer_misbehaved"), 0);
 }
 
 #[test]

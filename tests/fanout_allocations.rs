@@ -57,7 +57,7 @@ fn gathering_a_frame_for_many_watchers_allocates_nothing_per_watcher() {
         },
     ));
     let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
-    let mut publisher = Publisher::start(&hub, "live/alloc", 4096, Instant::now()).unwrap();
+    let mut publisher = Publisher::start(&hub, "live/alloc", Instant::now()).unwrap();
     publisher.push(frame(0, true)).unwrap();
     let mut watchers: Vec<_> = (0..WATCHERS)
         .map(|_| hub.watch("live/alloc", Egress::Rtmp))

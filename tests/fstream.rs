@@ -606,7 +606,8 @@ fn a_watcher_that_stops_reading_is_dropped_and_the_others_get_every_byte() {
             assert!(got == data, "fast watcher: bytes differ");
             let log = server.stderr();
             assert!(
-                log.lines().any(|l| l.contains("fstream watch ended")
+                log.lines().any(|l| l.contains("play ended")
+                    && l.contains("protocol=\"fstream\"")
                     && (l.contains("too slow") || l.contains("slow watcher"))),
                 "the stuck watcher was not dropped"
             );

@@ -168,12 +168,17 @@ impl LocalStream {
     }
 }
 
+/// The outgoing RTMP chunk size unless the hub is told otherwise (`rtmp.chunk_size`'s default).
+pub const DEFAULT_CHUNK_SIZE: usize = 4096;
+
 /// The fan-out state of one core.
 #[derive(Debug)]
 pub struct CoreHub {
     core: usize,
     registry: Arc<Registry>,
     limits: RingLimits,
+    /// The RTMP chunk size every frame published on this core is serialised with.
+    chunk_size: usize,
     streams: RefCell<HashMap<String, Rc<LocalStream>>>,
     deferred: Option<Rc<DeferredWakes>>,
     metrics: CoreMetrics,
@@ -189,6 +194,7 @@ impl CoreHub {
             core,
             registry,
             limits,
+            chunk_size: DEFAULT_CHUNK_SIZE,
             streams: RefCell::new(HashMap::new()),
             deferred: None,
             metrics: CoreMetrics::detached(),
@@ -205,6 +211,18 @@ impl CoreHub {
     /// The bitrate of the AAC renditions this core's publishers make, in kbit/s.
     pub fn aac_bitrate_kbps(&self) -> u32 {
         self.aac_bitrate_kbps
+    }
+
+    /// Serialises frames published on this core with RTMP chunks of `chunk_size` bytes (the
+    /// node's `rtmp.chunk_size`), so every player gets the same bytes.
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// The outgoing RTMP chunk size of frames published on this core.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
     }
 
     /// Counts this core's fan-out (frames ingested) in `metrics`, the node's block for this
@@ -457,7 +475,7 @@ mod tests {
             },
         ));
         let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
-        let mut publisher = Publisher::start(&hub, "live/wake", 4096, Instant::now()).unwrap();
+        let mut publisher = Publisher::start(&hub, "live/wake", Instant::now()).unwrap();
         let mut watcher = hub.watch("live/wake", Egress::Rtmp);
         let counter = Arc::new(CountingWaker::default());
         let waker = Waker::from(counter.clone());
@@ -510,7 +528,7 @@ mod tests {
         assert!(registry.get("live/typo").is_none());
 
         // A stream that had a publisher is kept for its GOP cache and grace window.
-        let mut publisher = Publisher::start(&hub0, "live/real", 4096, Instant::now()).unwrap();
+        let mut publisher = Publisher::start(&hub0, "live/real", Instant::now()).unwrap();
         publisher.push(keyframe(0)).unwrap();
         drop(hub0.watch("live/real", Egress::Rtmp));
         assert!(!hub0.forget_if_unused("live/real"));
@@ -530,7 +548,7 @@ mod tests {
 
         // A watcher joining on core 1 must see the frames of the stream published now.
         let mut watcher = hub1.watch("live/late", Egress::Rtmp);
-        let mut publisher = Publisher::start(&hub0, "live/late", 4096, Instant::now()).unwrap();
+        let mut publisher = Publisher::start(&hub0, "live/late", Instant::now()).unwrap();
         publisher.push(keyframe(0)).unwrap();
         hub1.drain_inbox();
         let mut batch = Vec::new();
@@ -553,7 +571,7 @@ mod tests {
             },
         ));
         let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()).deferring_wakes());
-        let mut publisher = Publisher::start(&hub, name, 4096, Instant::now()).unwrap();
+        let mut publisher = Publisher::start(&hub, name, Instant::now()).unwrap();
         publisher.push(keyframe(0)).unwrap();
         let mut watcher = hub.watch(name, Egress::Rtmp);
         let counter = Arc::new(CountingWaker::default());

@@ -34,7 +34,6 @@ pub struct Publisher {
     hub: Rc<CoreHub>,
     local: Rc<LocalStream>,
     claim: PublishClaim,
-    chunk_size: usize,
     /// Added (wrapping) to every incoming timestamp; fixed at the first frame.
     offset: Option<u32>,
     last_timestamp: Option<u32>,
@@ -52,36 +51,29 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Claims `name` for a publisher on `hub`'s core.
-    pub fn start(
-        hub: &Rc<CoreHub>,
-        name: &str,
-        chunk_size: usize,
-        now: Instant,
-    ) -> Result<Self, PublishError> {
+    /// Claims `name` for a publisher on `hub`'s core, under the registry's takeover policy.
+    pub fn start(hub: &Rc<CoreHub>, name: &str, now: Instant) -> Result<Self, PublishError> {
         let claim = hub.registry().claim(name, now)?;
-        Ok(Self::with_claim(hub, name, chunk_size, claim))
+        Ok(Self::with_claim(hub, name, claim))
     }
 
     /// Claims `name` with an explicit takeover policy (the ingest's own, e.g. `ftl.takeover`).
     pub fn start_with_takeover(
         hub: &Rc<CoreHub>,
         name: &str,
-        chunk_size: usize,
         now: Instant,
         takeover: bool,
     ) -> Result<Self, PublishError> {
         let claim = hub.registry().claim_with_takeover(name, now, takeover)?;
-        Ok(Self::with_claim(hub, name, chunk_size, claim))
+        Ok(Self::with_claim(hub, name, claim))
     }
 
-    fn with_claim(hub: &Rc<CoreHub>, name: &str, chunk_size: usize, claim: PublishClaim) -> Self {
+    fn with_claim(hub: &Rc<CoreHub>, name: &str, claim: PublishClaim) -> Self {
         let local = hub.local(name);
         Publisher {
             hub: hub.clone(),
             local,
             claim,
-            chunk_size,
             offset: None,
             last_timestamp: None,
             frames: 0,
@@ -119,7 +111,7 @@ impl Publisher {
     /// Serialises `frame` once and delivers it to every core.
     pub fn push(&mut self, mut frame: Frame) -> Result<(), Superseded> {
         frame.timestamp = self.rebase(frame.timestamp)?;
-        let encoded = Arc::new(EncodedFrame::media(frame, self.chunk_size));
+        let encoded = Arc::new(EncodedFrame::media(frame, self.hub.chunk_size()));
         let opus = encoded.variant == Variant::Opus;
         self.deliver(encoded.clone());
         if opus {
@@ -132,7 +124,7 @@ impl Publisher {
     /// `onMetaData` that names the audio codec: one for Opus players, one for AAC players).
     pub fn push_variant(&mut self, mut frame: Frame, variant: Variant) -> Result<(), Superseded> {
         frame.timestamp = self.rebase(frame.timestamp)?;
-        let encoded = EncodedFrame::media_variant(frame, self.chunk_size, variant);
+        let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), variant);
         self.deliver(Arc::new(encoded));
         Ok(())
     }
@@ -201,7 +193,7 @@ impl Publisher {
 
     fn deliver_aac(&mut self, timestamp: u32, body: Bytes) {
         let frame = Frame::new(MediaKind::Audio, timestamp, body);
-        let encoded = EncodedFrame::media_variant(frame, self.chunk_size, Variant::Aac);
+        let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), Variant::Aac);
         self.deliver(Arc::new(encoded));
     }
 

@@ -12,3 +12,30 @@ pub mod http;
 pub mod proxy;
 pub mod rtmp;
 pub mod rtp;
+
+/// Who is at fault when a protocol error ends a connection: what the log line says and what
+/// `ringcast_connection_errors_total{blame}` counts. Split like rustls's errors (bad input vs a
+/// peer over a limit) so an operator can tell an attack or a broken client from limits set too
+/// tight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The peer broke the protocol or sent garbage.
+    PeerMisbehaved,
+    /// The peer exceeded a configured limit (the input may be valid).
+    LimitExceeded,
+    /// The local application misused the API (e.g. sent a frame before publishing).
+    Local,
+}
+
+impl Blame {
+    pub const ALL: [Blame; 3] = [Blame::PeerMisbehaved, Blame::LimitExceeded, Blame::Local];
+
+    /// The label value and the log's `blame` field.
+    pub fn label(self) -> &'static str {
+        match self {
+            Blame::PeerMisbehaved => "peer_misbehaved",
+            Blame::LimitExceeded => "limit_exceeded",
+            Blame::Local => "local",
+        }
+    }
+}

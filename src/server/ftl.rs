@@ -27,12 +27,14 @@ use super::ftl_media::{self, MediaLink};
 use super::guard::ConnGuard;
 use super::reader::Reader;
 use super::runtime::{self, AsyncWriteExt, BufResult, UdpSocket};
+use super::streams::Ingest;
 use crate::config::FtlConfig;
-use crate::fanout::{PublishError, Publisher};
+use crate::fanout::PublishError;
 use crate::media::stream_info::{Announced, StreamInfo};
+use crate::metrics::Protocol;
 use crate::proto::ftl::{
-    CHALLENGE_LEN, ControlConfig, ControlEvent, ControlSession, MediaConfig, MediaSession,
-    ResponseCode, SourceFilter, StreamAttributes,
+    CHALLENGE_LEN, ControlConfig, ControlError, ControlEvent, ControlSession, MediaConfig,
+    MediaSession, ResponseCode, SourceFilter, StreamAttributes,
 };
 use crate::proto::rtp::ReorderConfig;
 
@@ -160,7 +162,7 @@ enum End {
     PeerClosed,
     Disconnected,
     Refused(ResponseCode),
-    Protocol(String),
+    Protocol(ControlError),
     Io(std::io::Error),
 }
 
@@ -242,7 +244,7 @@ impl Connection {
             let fed = self.shared.session.borrow_mut().handle_input(input);
             if let Err(e) = fed {
                 self.shared.flush().await;
-                return Some(End::Protocol(e.to_string()));
+                return Some(End::Protocol(e));
             }
             let decided = self.handle_events();
             if self.shared.session.borrow().is_closed() {
@@ -334,12 +336,11 @@ impl Connection {
             }
         };
         let now = Instant::now();
-        let mut publisher = match Publisher::start_with_takeover(
-            &self.core.hub,
+        let publisher = match Ingest::claim(
+            &self.core,
+            Protocol::Ftl,
             &name,
-            config.rtmp.chunk_size as usize,
-            now,
-            cfg.takeover,
+            config.shown_stream_name(&name),
         ) {
             Ok(publisher) => publisher,
             Err(PublishError::InUse) => {
@@ -348,10 +349,9 @@ impl Connection {
                 return;
             }
         };
-        publisher.set_log_name(&config.shown_stream_name(&name));
         let Some((socket, port)) = self.ftl.bind_media_port(cfg, local_ip) else {
             warn!(%peer, range = %cfg.udp_port_range, "FTL: no free UDP port in the range");
-            finish_publisher(&self.core, publisher, name);
+            publisher.end();
             self.refuse(ResponseCode::InternalError);
             return;
         };
@@ -401,8 +401,10 @@ impl Connection {
             (End::PeerClosed, _) => debug!(%peer, "FTL control closed by peer"),
             (End::Disconnected, _) => debug!(%peer, "FTL session ended by DISCONNECT"),
             (End::Refused(code), _) => info!(%peer, code = code.code(), "FTL session ended"),
-            (End::Protocol(reason), _) => {
-                warn!(%peer, %reason, "FTL control closed: protocol error")
+            (End::Protocol(e), _) => {
+                let blame = e.blame();
+                self.core.count_protocol_error(Protocol::Ftl, blame);
+                warn!(%peer, reason = %e, blame = blame.label(), "FTL control closed: protocol error")
             }
             (End::Io(e), _) => debug!(%peer, error = %e, "FTL control closed: io error"),
         }
@@ -419,22 +421,6 @@ impl Connection {
         }
         runtime::shutdown(self.shared.guard.stream());
     }
-}
-
-/// Ends a publisher and, after the grace window, its stream unless someone re-published.
-pub fn finish_publisher(core: &Rc<Core>, publisher: Publisher, shown: String) {
-    let Some((stream, generation)) = publisher.finish(Instant::now()) else {
-        return;
-    };
-    let registry = core.hub.registry().clone();
-    let grace = Duration::from_millis(core.config.fanout.publisher_grace_ms);
-    runtime::spawn(async move {
-        runtime::sleep(grace).await;
-        if registry.expire(&stream, generation, Instant::now()) {
-            info!(stream = %shown, "stream ended: FTL publisher did not return within the grace window");
-        }
-    })
-    .detach();
 }
 
 #[cfg(test)]

@@ -23,12 +23,13 @@ use socket2::SockRef;
 use tracing::{debug, info};
 
 use super::Core;
-use super::ftl::{ControlShared, finish_publisher};
+use super::ftl::ControlShared;
 use super::runtime::{self, BufResult, UdpSocket};
-use crate::fanout::{Publisher, Variant};
+use super::streams::Ingest;
+use crate::fanout::Variant;
 use crate::media::stream_info::StreamInfo;
 use crate::media::{Frame, MediaKind};
-use crate::metrics::{Counter, Protocol, Tracked};
+use crate::metrics::Counter;
 use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
 
 /// Longest the timer task sleeps between deadline checks.
@@ -51,9 +52,7 @@ struct RecvCounters {
 struct MediaState {
     session: MediaSession,
     filter: SourceFilter,
-    publisher: Option<Publisher>,
-    /// The publisher in the publishers gauge, while `publisher` is set.
-    publishing: Option<Tracked>,
+    publisher: Option<Ingest>,
     counters: RecvCounters,
     last_media: Instant,
     media_seen: bool,
@@ -82,7 +81,7 @@ pub fn start(
     socket: UdpSocket,
     session: MediaSession,
     filter: SourceFilter,
-    publisher: Publisher,
+    publisher: Ingest,
     info: StreamInfo,
     name: String,
     now: Instant,
@@ -96,7 +95,6 @@ pub fn start(
             session,
             filter,
             publisher: Some(publisher),
-            publishing: Some(core.hub.metrics().track(Counter::Publishers(Protocol::Ftl))),
             counters: RecvCounters::default(),
             last_media: now,
             media_seen: false,
@@ -129,7 +127,6 @@ impl MediaLink {
         }
         let (publisher, counters, stats) = {
             let mut state = self.state.borrow_mut();
-            state.publishing = None;
             (
                 state.publisher.take(),
                 state.counters,
@@ -137,7 +134,7 @@ impl MediaLink {
             )
         };
         if let Some(publisher) = publisher {
-            finish_publisher(&self.core, publisher, self.name.clone());
+            publisher.end();
         }
         let per_call = if counters.recv_calls == 0 {
             0.0
@@ -265,7 +262,6 @@ impl MediaLink {
         self.note_end("taken over");
         let mut state = self.state.borrow_mut();
         state.publisher = None;
-        state.publishing = None;
         drop(state);
         runtime::shutdown(self.control.guard.stream());
     }

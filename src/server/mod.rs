@@ -17,6 +17,7 @@ pub mod http;
 pub mod reader;
 pub mod rtmp;
 pub mod runtime;
+pub mod streams;
 pub mod watch;
 
 use std::future::poll_fn;
@@ -127,6 +128,17 @@ pub struct Core {
     pub fstream: Arc<fstream::Channels>,
     /// Readiness and metrics, shared by every core.
     pub node: Arc<Node>,
+}
+
+impl Core {
+    /// Counts a connection ended by a protocol error in
+    /// `ringcast_connection_errors_total{protocol,blame}`.
+    pub fn count_protocol_error(&self, protocol: Protocol, blame: crate::proto::Blame) {
+        self.hub.metrics().add(
+            crate::metrics::Counter::ConnectionErrors(protocol, blame),
+            1,
+        );
+    }
 }
 
 /// Why the server could not start.
@@ -310,6 +322,7 @@ fn worker(
     }
     rt.block_on(async move {
         let mut hub = CoreHub::new(index, registry, ring_limits(&config))
+            .with_chunk_size(config.rtmp.chunk_size as usize)
             .with_metrics(shared.node.metrics.core(index))
             .with_aac_bitrate(config.audio.aac_bitrate_kbps);
         let coalesce = Duration::from_micros(config.fanout.write_coalesce_us);

@@ -18,11 +18,14 @@ use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
 use super::runtime::{self, AsyncWriteExt, BufResult};
-use super::watch::{self, Control, LocalNotify, WatchEnd};
+use super::streams::{Ingest, Viewer};
+use super::watch::{Control, LocalNotify};
 use crate::config::Config;
-use crate::fanout::{AudioMode, Egress, PublishError, Publisher, StreamState};
-use crate::metrics::{Counter, Protocol, Tracked};
-use crate::proto::rtmp::{ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig};
+use crate::fanout::{AudioMode, Egress, PublishError, StreamState};
+use crate::metrics::Protocol;
+use crate::proto::rtmp::{
+    ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig, SessionError,
+};
 
 /// True for the names fstream broadcasts use, `fstream/<user>/<channel>`. Checked on the full
 /// name: ffmpeg sends `rtmp://host/fstream/fier/chan` as app `fstream/fier`, name `chan`.
@@ -42,12 +45,7 @@ fn stream_name(config: &Config, app: &str, name: &str) -> (String, String) {
 enum Role {
     /// Handshaking or connected but neither publishing nor playing yet.
     Pending,
-    Publishing {
-        publisher: Publisher,
-        shown: String,
-        /// This publisher in the publishers gauge.
-        _counted: Tracked,
-    },
+    Publishing(Ingest),
     Playing {
         control: Rc<PlayControl>,
     },
@@ -110,7 +108,7 @@ impl Control for PlayControl {
 /// Why a connection ended, for the log.
 enum End {
     PeerClosed,
-    Protocol(String),
+    Protocol(SessionError),
     Refused(&'static str),
     Superseded,
     Io(std::io::Error),
@@ -195,7 +193,7 @@ impl Connection {
         loop {
             let before = input.len();
             if let Err(e) = self.session.borrow_mut().handle_input(input) {
-                return Some(End::Protocol(e.to_string()));
+                return Some(End::Protocol(e));
             }
             if let Some(end) = self.handle_events() {
                 self.flush().await;
@@ -258,8 +256,8 @@ impl Connection {
                     }
                 }
                 ServerEvent::Media { frame, .. } => {
-                    if let Role::Publishing { publisher, .. } = &mut self.role
-                        && publisher.push(frame).is_err()
+                    if let Role::Publishing(ingest) = &mut self.role
+                        && ingest.push(frame).is_err()
                     {
                         return Some(End::Superseded);
                     }
@@ -308,27 +306,17 @@ impl Connection {
             );
             return Some(End::Refused("publish key not allowed"));
         }
-        let chunk_size = cfg.rtmp.chunk_size as usize;
-        match Publisher::start(&self.core.hub, &full, chunk_size, Instant::now()) {
-            Ok(publisher) => {
+        match Ingest::claim(&self.core, Protocol::Rtmp, &full, shown.clone()) {
+            Ok(ingest) => {
                 info!(
                     peer = %self.peer,
                     worker = self.core.index,
                     stream = %shown,
-                    took_over = publisher.took_over(),
+                    took_over = ingest.took_over(),
                     "publish started"
                 );
                 self.session.borrow_mut().accept_publish(stream_id);
-                let _counted = self
-                    .core
-                    .hub
-                    .metrics()
-                    .track(Counter::Publishers(Protocol::Rtmp));
-                self.role = Role::Publishing {
-                    publisher,
-                    shown,
-                    _counted,
-                };
+                self.role = Role::Publishing(ingest);
                 None
             }
             Err(PublishError::InUse) => {
@@ -380,42 +368,25 @@ impl Connection {
             // accept_play's replies are already queued.
             output_queued: Cell::new(true),
         });
-        // A player only sends acknowledgements: no idle limit, but a stuck write is cut.
-        self.guard.set_idle_limit(None);
-        self.guard.set_write_limit(Some(Duration::from_millis(
-            self.core.config.fanout.slow_watcher_disconnect_ms,
-        )));
-        let mut watcher = self.core.hub.watch(&full, Egress::Rtmp);
+        let mut viewer = Viewer::subscribe(
+            &self.core,
+            &self.guard,
+            self.peer,
+            Protocol::Rtmp,
+            (full, shown),
+            Egress::Rtmp,
+        );
         // Enhanced RTMP players that listed Opus get it as published; the others get AAC.
-        watcher.set_audio(if self.session.borrow().takes_opus() {
-            AudioMode::Passthrough
-        } else {
-            AudioMode::Aac
-        });
-        let guard = self.guard.clone();
+        viewer
+            .watcher()
+            .set_audio(if self.session.borrow().takes_opus() {
+                AudioMode::Passthrough
+            } else {
+                AudioMode::Aac
+            });
         let task_control = control.clone();
-        let peer = self.peer;
-        let metrics = self.core.hub.metrics().clone();
-        let hub = self.core.hub.clone();
-        runtime::spawn(async move {
-            let _watching = metrics.track(Counter::Watchers(Protocol::Rtmp));
-            let writer = &**guard.stream();
-            let end = watch::run(writer, &guard, &mut watcher, &*task_control, &metrics).await;
-            match (&end, guard.cut()) {
-                (_, Some(cut)) => info!(%peer, stream = %shown, reason = %cut, "player disconnected"),
-                (WatchEnd::TooSlow { dropped_frames }, _) => {
-                    info!(%peer, stream = %shown, dropped_frames, "player disconnected: too slow")
-                }
-                (WatchEnd::Io(e), _) => debug!(%peer, stream = %shown, error = %e, "player write failed"),
-                (end, _) => debug!(%peer, stream = %shown, ?end, "player finished"),
-            }
-            debug!(%peer, bytes = watcher.bytes_sent, dropped = watcher.dropped_frames(), "player totals");
-            drop(watcher);
-            hub.forget_if_unused(&full);
-            // Wake the reader so the connection ends as a whole.
-            runtime::shutdown(guard.stream());
-        })
-        .detach();
+        // Dropping the viewer at the end shuts the socket down, so the reader ends too.
+        runtime::spawn(async move { viewer.play(&*task_control).await }).detach();
         self.role = Role::Playing { control };
         None
     }
@@ -435,29 +406,12 @@ impl Connection {
     /// window, then ends unless someone re-published.
     fn stop_publishing(&mut self) {
         match std::mem::replace(&mut self.role, Role::Pending) {
-            Role::Publishing {
-                publisher, shown, ..
-            } => {
-                info!(peer = %self.peer, stream = %shown, frames = publisher.frames(), "publish ended");
-                self.release(publisher, shown);
+            Role::Publishing(ingest) => {
+                info!(peer = %self.peer, stream = %ingest.shown(), frames = ingest.frames(), "publish ended");
+                ingest.end();
             }
             other => self.role = other,
         }
-    }
-
-    fn release(&self, publisher: Publisher, shown: String) {
-        let Some((stream, generation)) = publisher.finish(Instant::now()) else {
-            return;
-        };
-        let registry = self.core.hub.registry().clone();
-        let grace = Duration::from_millis(self.core.config.fanout.publisher_grace_ms);
-        runtime::spawn(async move {
-            runtime::sleep(grace).await;
-            if registry.expire(&stream, generation, Instant::now()) {
-                info!(stream = %shown, "stream ended: publisher did not return within the grace window");
-            }
-        })
-        .detach();
     }
 
     fn finish(mut self, end: End) {
@@ -465,8 +419,10 @@ impl Connection {
         match (&end, self.guard.cut()) {
             (_, Some(cut)) => info!(%peer, reason = %cut, "connection closed"),
             (End::PeerClosed, _) => debug!(%peer, "connection closed by peer"),
-            (End::Protocol(reason), _) => {
-                warn!(%peer, %reason, "connection closed: protocol error")
+            (End::Protocol(e), _) => {
+                let blame = e.blame();
+                self.core.count_protocol_error(Protocol::Rtmp, blame);
+                warn!(%peer, reason = %e, blame = blame.label(), "connection closed: protocol error")
             }
             (End::Refused(reason), _) => info!(%peer, reason, "connection closed: refused"),
             (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),

@@ -51,6 +51,17 @@ pub enum HandshakeError {
     AlreadyComplete,
 }
 
+impl HandshakeError {
+    /// Who is at fault.
+    pub fn blame(&self) -> crate::proto::Blame {
+        match self {
+            HandshakeError::PayloadTooLong { .. } => crate::proto::Blame::LimitExceeded,
+            HandshakeError::AlreadyComplete => crate::proto::Blame::Local,
+            _ => crate::proto::Blame::PeerMisbehaved,
+        }
+    }
+}
+
 /// Server-side decoder for the one handshake frame at the start of a connection.
 #[derive(Debug, Clone)]
 pub struct HandshakeDecoder {

@@ -108,6 +108,16 @@ pub enum ControlError {
 }
 
 impl ControlError {
+    /// Who is at fault.
+    pub fn blame(&self) -> crate::proto::Blame {
+        match self {
+            ControlError::LineTooLong { .. } | ControlError::TooManyAttributes { .. } => {
+                crate::proto::Blame::LimitExceeded
+            }
+            _ => crate::proto::Blame::PeerMisbehaved,
+        }
+    }
+
     /// The code the server answers with before closing.
     pub fn response_code(&self) -> ResponseCode {
         match self {

@@ -107,6 +107,16 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Who is at fault.
+    pub fn blame(&self) -> crate::proto::Blame {
+        match self {
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => {
+                crate::proto::Blame::LimitExceeded
+            }
+            _ => crate::proto::Blame::PeerMisbehaved,
+        }
+    }
+
     /// The status to answer with.
     pub fn status(&self) -> Status {
         match self {

@@ -13,13 +13,13 @@ use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
 use super::{ChannelInfo, Conn, Format, authenticate, shown_name};
-use crate::fanout::{PublishError, Publisher};
+use crate::fanout::PublishError;
 use crate::media::FrameRole;
 use crate::media::annexb_chunker::{AnnexBChunker, Chunk};
-use crate::metrics::{Counter, Protocol};
+use crate::metrics::Protocol;
 use crate::proto::flv::{self, FlvDemuxer, Sniffed};
 use crate::proto::fstream::Request;
-use crate::server::runtime;
+use crate::server::streams::Ingest;
 
 /// Most bytes held back waiting for an SPS's IDR before they are relayed anyway.
 const MAX_HELD_FOR_JOIN: usize = 4 << 20;
@@ -44,7 +44,7 @@ impl std::fmt::Display for End {
 }
 
 /// The per-format state that turns reads into fan-out pushes.
-enum Ingest {
+enum Intake {
     Flv(FlvDemuxer),
     AnnexB(AnnexBChunker, Vec<Chunk>),
     Opaque,
@@ -71,8 +71,7 @@ pub async fn run(mut conn: Conn, request: Request) {
         conn.close();
         return;
     };
-    let chunk_size = conn.core.config.rtmp.chunk_size as usize;
-    let mut publisher = match Publisher::start(&conn.core.hub, &name, chunk_size, Instant::now()) {
+    let mut publisher = match Ingest::claim(&conn.core, Protocol::Fstream, &name, shown.clone()) {
         Ok(publisher) => publisher,
         Err(PublishError::InUse) => {
             warn!(%peer, stream = %shown, "fstream broadcast refused: channel already live (fanout.takeover is off)");
@@ -80,12 +79,7 @@ pub async fn run(mut conn: Conn, request: Request) {
             return;
         }
     };
-    let _publishing = conn
-        .core
-        .hub
-        .metrics()
-        .track(Counter::Publishers(Protocol::Fstream));
-    let generation = publisher.stream().generation();
+    let generation = publisher.generation();
     conn.core.fstream.set(
         &name,
         ChannelInfo {
@@ -97,15 +91,15 @@ pub async fn run(mut conn: Conn, request: Request) {
     info!(%peer, stream = %shown, %format, took_over = publisher.took_over(), "fstream broadcast started");
 
     let started = Instant::now();
-    let mut ingest = match format {
-        Format::Flv => Ingest::Flv(FlvDemuxer::default()),
-        Format::AnnexB => Ingest::AnnexB(AnnexBChunker::new(MAX_HELD_FOR_JOIN), Vec::new()),
-        Format::Opaque => Ingest::Opaque,
+    let mut intake = match format {
+        Format::Flv => Intake::Flv(FlvDemuxer::default()),
+        Format::AnnexB => Intake::AnnexB(AnnexBChunker::new(MAX_HELD_FOR_JOIN), Vec::new()),
+        Format::Opaque => Intake::Opaque,
     };
     let mut bytes_in = conn.input.len() as u64;
     let end = loop {
         let clock = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        if let Err(end) = ingest.push(&mut publisher, &mut conn.input, clock) {
+        if let Err(end) = intake.push(&mut publisher, &mut conn.input, clock) {
             break end;
         }
         let read = conn.read_more().await;
@@ -119,14 +113,15 @@ pub async fn run(mut conn: Conn, request: Request) {
         Some(cut) => End::Io(cut.to_string()),
         None => end,
     };
-    if let Ingest::AnnexB(chunker, out) = &mut ingest {
+    if let Intake::AnnexB(chunker, out) = &mut intake {
         chunker.finish(out);
         let clock = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let _ = push_chunks(&mut publisher, out, clock);
     }
     info!(%peer, stream = %shown, %format, bytes_in, pushed = publisher.frames(), reason = %end, "fstream broadcast ended");
     conn.close();
-    release(&conn, publisher, name, shown, generation);
+    conn.core.fstream.remove(&name, generation);
+    publisher.end();
 }
 
 /// Reads until the first bytes say what the broadcast is. `None`: the peer left or timed out
@@ -155,29 +150,29 @@ async fn sniff_format(conn: &mut Conn) -> Option<Format> {
     }
 }
 
-impl Ingest {
+impl Intake {
     /// Moves everything usable in `input` into the fan-out.
     fn push(
         &mut self,
-        publisher: &mut Publisher,
+        publisher: &mut Ingest,
         input: &mut BytesMut,
         clock: u32,
     ) -> Result<(), End> {
         match self {
-            Ingest::Flv(demuxer) => loop {
+            Intake::Flv(demuxer) => loop {
                 match demuxer.decode(input) {
                     Ok(Some(frame)) => publisher.push(frame).map_err(|_| End::Superseded)?,
                     Ok(None) => return Ok(()),
                     Err(e) => return Err(End::BadFlv(e.to_string())),
                 }
             },
-            Ingest::AnnexB(chunker, out) => {
+            Intake::AnnexB(chunker, out) => {
                 if !input.is_empty() {
                     chunker.push(input.split(), out);
                 }
                 push_chunks(publisher, out, clock)
             }
-            Ingest::Opaque => {
+            Intake::Opaque => {
                 if input.is_empty() {
                     return Ok(());
                 }
@@ -189,7 +184,7 @@ impl Ingest {
     }
 }
 
-fn push_chunks(publisher: &mut Publisher, out: &mut Vec<Chunk>, clock: u32) -> Result<(), End> {
+fn push_chunks(publisher: &mut Ingest, out: &mut Vec<Chunk>, clock: u32) -> Result<(), End> {
     for chunk in out.drain(..) {
         let role = if chunk.join_point {
             FrameRole::Keyframe
@@ -201,22 +196,4 @@ fn push_chunks(publisher: &mut Publisher, out: &mut Vec<Chunk>, clock: u32) -> R
             .map_err(|_| End::Superseded)?;
     }
     Ok(())
-}
-
-/// Ends the publisher and forgets the channel; after the grace window, ends the stream unless
-/// the broadcaster came back.
-fn release(conn: &Conn, publisher: Publisher, name: String, shown: String, generation: u64) {
-    conn.core.fstream.remove(&name, generation);
-    let Some((stream, generation)) = publisher.finish(Instant::now()) else {
-        return;
-    };
-    let registry = conn.core.hub.registry().clone();
-    let grace = Duration::from_millis(conn.core.config.fanout.publisher_grace_ms);
-    runtime::spawn(async move {
-        runtime::sleep(grace).await;
-        if registry.expire(&stream, generation, Instant::now()) {
-            info!(stream = %shown, "fstream channel ended: broadcaster did not return within the grace window");
-        }
-    })
-    .detach();
 }

@@ -35,6 +35,7 @@ use super::Core;
 use super::accept::Accepted;
 pub use super::conn::Conn;
 use crate::config::{Config, FstreamConfig};
+use crate::metrics::Protocol;
 use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, parse_user_ini};
 
 /// What a broadcaster's bytes turned out to be (from their first bytes).
@@ -156,7 +157,9 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
             Ok(Some(request)) => break request,
             Ok(None) => {}
             Err(e) => {
-                warn!(%peer, error = %e, "fstream handshake refused");
+                let blame = e.blame();
+                core.count_protocol_error(Protocol::Fstream, blame);
+                warn!(%peer, error = %e, blame = blame.label(), "fstream handshake refused");
                 conn.close();
                 return;
             }

@@ -10,18 +10,17 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::{Channels, Conn, Format, shown_name};
 use crate::fanout::{AudioMode, Egress, StreamState, Watcher};
-use crate::metrics::{Counter, Protocol};
+use crate::metrics::Protocol;
 use crate::proto::flv;
 use crate::proto::fstream::{Request, Target};
-use crate::server::runtime::shutdown;
-use crate::server::watch::{self, Control, LocalNotify, WatchEnd};
+use crate::server::streams::Viewer;
+use crate::server::watch::{self, Control, LocalNotify};
 
 /// The fstream side of the write loop: an optional one-time prefix (the FLV file header) and
 /// the reader's stop flag.
@@ -80,15 +79,15 @@ pub async fn run(conn: Conn, request: Request) {
         conn.close();
         return;
     }
-    let mut watcher = core.hub.watch(&name, Egress::Raw);
-    let metrics = core.hub.metrics();
-    let _watching = metrics.track(Counter::Watchers(Protocol::Fstream));
+    let mut viewer = Viewer::subscribe(
+        &core,
+        &guard,
+        peer,
+        Protocol::Fstream,
+        (name.clone(), shown.clone()),
+        Egress::Raw,
+    );
     let control = Rc::new(WatchControl::default());
-    // A watcher only listens: no idle limit, but a write stuck past the slow-watcher limit is cut.
-    guard.set_idle_limit(None);
-    guard.set_write_limit(Some(Duration::from_millis(
-        core.config.fanout.slow_watcher_disconnect_ms,
-    )));
     // Whatever a watcher sends is discarded; its EOF ends the session.
     let reader_control = control.clone();
     conn.discard_input_until_eof(move || {
@@ -98,29 +97,27 @@ pub async fn run(conn: Conn, request: Request) {
 
     let started = match request.target() {
         Target::Stream { .. } => {
-            watcher.set_egress(Egress::Flv);
-            watcher.set_audio(audio_mode(&request));
+            viewer.watcher().set_egress(Egress::Flv);
+            viewer.watcher().set_audio(audio_mode(&request));
             *control.prefix.borrow_mut() = Some(flv_file_header());
             info!(%peer, stream = %shown, "fstream watch started (FLV of a media stream)");
             Ok(())
         }
         Target::Channel { .. } => {
-            await_channel(&core.fstream, peer, &name, &request, &mut watcher, &control).await
+            await_channel(
+                &core.fstream,
+                peer,
+                &name,
+                &request,
+                viewer.watcher(),
+                &control,
+            )
+            .await
         }
     };
     match started {
         Ok(()) => {
-            let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control, metrics).await;
-            let reason = match (&end, guard.cut()) {
-                (_, Some(cut)) => cut.to_string(),
-                (WatchEnd::TooSlow { .. }, _) => {
-                    "too slow: dropped by the slow-watcher policy".to_owned()
-                }
-                (WatchEnd::StreamEnded, _) => "stream ended".to_owned(),
-                (WatchEnd::Stopped, _) => "watcher closed the connection".to_owned(),
-                (WatchEnd::Io(e), _) => format!("write failed: {e}"),
-            };
-            info!(%peer, stream = %shown, bytes_out = watcher.bytes_sent, dropped_frames = watcher.dropped_frames(), %reason, "fstream watch ended");
+            viewer.play(&*control).await;
         }
         Err(Refusal::WrongChannelPassword) => {
             warn!(%peer, stream = %shown, "fstream watch refused: wrong channel password");
@@ -129,9 +126,6 @@ pub async fn run(conn: Conn, request: Request) {
             debug!(%peer, stream = %shown, "fstream watcher left while waiting for its broadcaster");
         }
     }
-    drop(watcher);
-    core.hub.forget_if_unused(&name);
-    shutdown(guard.stream());
 }
 
 /// Why a channel watcher never started.

@@ -22,7 +22,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::info;
@@ -30,12 +29,12 @@ use tracing::info;
 use super::Conn;
 use crate::config::Config;
 use crate::fanout::{AudioMode, Egress, StreamState};
-use crate::metrics::{Counter, Protocol};
+use crate::metrics::Protocol;
 use crate::proto::flv;
 use crate::proto::http::{FlvPath, ResponseHead, Status, query_param};
 use crate::server::fstream::Format;
-use crate::server::runtime::shutdown;
-use crate::server::watch::{self, Control, LocalNotify, WatchEnd};
+use crate::server::streams::Viewer;
+use crate::server::watch::{Control, LocalNotify};
 
 /// A request allowed to watch.
 pub struct Admitted {
@@ -158,17 +157,16 @@ pub async fn run(conn: Conn, admitted: Admitted) {
     let core = conn.core.clone();
     let guard = conn.guard.clone();
     let peer = conn.peer;
-    let mut watcher = core.hub.watch(&admitted.name, Egress::Flv);
-    watcher.set_audio(admitted.audio);
-    let metrics = core.hub.metrics();
-    let _watching = metrics.track(Counter::Watchers(Protocol::Http));
-    // The request is in: no more request deadline. A watcher only listens: no idle limit, but a
-    // write stuck past the slow-watcher limit is cut.
-    guard.set_handshake_deadline(None);
-    guard.set_idle_limit(None);
-    guard.set_write_limit(Some(Duration::from_millis(
-        core.config.fanout.slow_watcher_disconnect_ms,
-    )));
+    let Admitted { name, shown, .. } = &admitted;
+    let mut viewer = Viewer::subscribe(
+        &core,
+        &guard,
+        peer,
+        Protocol::Http,
+        (name.clone(), shown.clone()),
+        Egress::Flv,
+    );
+    viewer.watcher().set_audio(admitted.audio);
     let control = Rc::new(FlvControl::default());
     *control.prefix.borrow_mut() = vec![
         admitted
@@ -184,18 +182,6 @@ pub async fn run(conn: Conn, admitted: Admitted) {
         reader_control.notify.notify();
     });
 
-    let shown = &admitted.shown;
     info!(%peer, worker = core.index, stream = %shown, "HTTP-FLV watch started");
-    let end = watch::run(&**guard.stream(), &guard, &mut watcher, &*control, metrics).await;
-    let reason = match (&end, guard.cut()) {
-        (_, Some(cut)) => cut.to_string(),
-        (WatchEnd::TooSlow { .. }, _) => "too slow: dropped by the slow-watcher policy".to_owned(),
-        (WatchEnd::StreamEnded, _) => "stream ended".to_owned(),
-        (WatchEnd::Stopped, _) => "watcher closed the connection".to_owned(),
-        (WatchEnd::Io(e), _) => format!("write failed: {e}"),
-    };
-    info!(%peer, stream = %shown, bytes_out = watcher.bytes_sent, dropped_frames = watcher.dropped_frames(), %reason, "HTTP-FLV watch ended");
-    drop(watcher);
-    core.hub.forget_if_unused(&admitted.name);
-    shutdown(guard.stream());
+    viewer.play(&*control).await;
 }

@@ -33,6 +33,7 @@ use super::Core;
 use super::accept::Accepted;
 pub use super::conn::Conn;
 use super::runtime;
+use crate::metrics::Protocol;
 use crate::proto::http::{
     HeadDecoder, HttpError, Limits, Method, RequestHead, ResponseHead, Status, flv_path,
 };
@@ -107,7 +108,9 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
                 return;
             }
             Err(e) => {
-                info!(%peer, status = e.status().code(), error = %e, "HTTP request refused");
+                let blame = e.blame();
+                core.count_protocol_error(Protocol::Http, blame);
+                info!(%peer, status = e.status().code(), error = %e, blame = blame.label(), "HTTP request refused");
                 let _ = conn.write(error_response(&core, &e)).await;
                 linger_close(&mut conn).await;
                 return;

@@ -61,16 +61,7 @@ impl Default for SessionConfig {
     }
 }
 
-/// Who is at fault for a [`SessionError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    /// The peer broke the protocol or sent garbage.
-    PeerMisbehaved,
-    /// The peer exceeded a configured limit (the input may be valid).
-    LimitExceeded,
-    /// The local application misused the API (e.g. sent a frame before publishing).
-    Local,
-}
+pub use crate::proto::Blame;
 
 /// Why a session ended. Every variant closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
