@@ -58,7 +58,8 @@ gst_has() { gst-inspect-1.0 "$1" >/dev/null 2>&1; }
 missing=()
 if ! have ffmpeg || ! have ffprobe; then missing+=(ffmpeg); fi
 if ! have gst-launch-1.0 || ! have gst-inspect-1.0; then missing+=(gstreamer1.0-tools); fi
-if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink; then
+if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink \
+    || ! gst_has aacparse || ! gst_has avdec_aac || ! gst_has h264parse || ! gst_has avdec_h264; then
     missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 if ! have python3; then missing+=(python3); fi
@@ -95,7 +96,7 @@ for tool in ffmpeg ffprobe gst-launch-1.0 gst-inspect-1.0; do
 done
 haproxy_bin="$(haproxy_path)" || die "haproxy is still missing after install"
 "$haproxy_bin" -v >/dev/null 2>&1 || die "haproxy does not run: $haproxy_bin"
-for element in rtmp2src flvdemux filesink; do
+for element in rtmp2src flvdemux filesink aacparse avdec_aac h264parse avdec_h264; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done
 # Capture before grepping: `grep -q` exiting early would SIGPIPE ffmpeg and trip pipefail.
