@@ -61,7 +61,8 @@ NGINX_RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 missing=()
 if ! have ffmpeg || ! have ffprobe; then missing+=(ffmpeg); fi
 if ! have gst-launch-1.0 || ! have gst-inspect-1.0; then missing+=(gstreamer1.0-tools); fi
-if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink; then
+if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink \
+    || ! gst_has aacparse || ! gst_has avdec_aac || ! gst_has h264parse || ! gst_has avdec_h264; then
     missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 if ! have python3; then missing+=(python3); fi
@@ -107,7 +108,7 @@ have socat || die "socat is still missing after install"
 nginx_bin="$(nginx_path)" || die "nginx is still missing after install"
 "$nginx_bin" -v >/dev/null 2>&1 || die "nginx does not run: $nginx_bin"
 [ -f "$NGINX_RTMP_MODULE" ] || die "nginx-rtmp module missing after install: $NGINX_RTMP_MODULE"
-for element in rtmp2src flvdemux filesink; do
+for element in rtmp2src flvdemux filesink aacparse avdec_aac h264parse avdec_h264; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done
 # Capture before grepping: `grep -q` exiting early would SIGPIPE ffmpeg and trip pipefail.

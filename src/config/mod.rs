@@ -56,8 +56,8 @@ pub use error::{ConfigError, SecretOutput};
 pub use push::{AudioMode, DestinationUrl, PushConfig, PushUrl, SOURCE_KEY};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
-    AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
-    IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
+    AppConfig, AudioConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig,
+    HttpConfig, IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -88,6 +88,8 @@ section! {
         pub tls: TlsConfig = TlsConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
         pub fanout: FanoutConfig = FanoutConfig::default(),
+        /// Audio renditions (AAC for players that cannot take Opus).
+        pub audio: AudioConfig = AudioConfig::default(),
         /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
         pub ftl: FtlConfig = FtlConfig::default(),
         /// fstream broadcast and watch.
@@ -154,6 +156,11 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
         arrays: &[],
     },
     TableSchema {
+        name: "audio",
+        fields: AudioConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
         name: "ftl",
         fields: FtlConfig::FIELDS,
         arrays: &[ArraySchema {
@@ -196,6 +203,23 @@ pub(crate) const TOP_ARRAYS: &[ArraySchema] = &[ArraySchema {
 }];
 
 impl Config {
+    /// The name logs show for the stream `full` (`app/key`). One rule for every protocol: an
+    /// RTMP stream key is a secret (shown as its first two characters and `****`); an FTL
+    /// channel's stream (the channel id is public) and an fstream channel
+    /// (`fstream/<user>/<channel>`) are not.
+    pub fn shown_stream_name(&self, full: &str) -> String {
+        let public = full.split('/').next() == Some("fstream")
+            || self
+                .ftl
+                .channels
+                .iter()
+                .any(|c| self.ftl.stream_name(c) == full);
+        match full.split_once('/') {
+            Some((app, key)) if !public => format!("{app}/{}", redact_key(key)),
+            _ => full.to_owned(),
+        }
+    }
+
     /// The built-in defaults, read from the embedded `config/default.toml`.
     pub fn embedded_default() -> Result<Self, ConfigError> {
         Self::parse_toml(DEFAULT_TOML, "built-in default config")

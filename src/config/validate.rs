@@ -188,6 +188,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         f.slow_watcher_disconnect_ms,
     )?;
     in_range("fanout.write_coalesce_us", f.write_coalesce_us, 0, 100_000)?;
+    in_range(
+        "audio.aac_bitrate_kbps",
+        c.audio.aac_bitrate_kbps.into(),
+        32,
+        320,
+    )?;
 
     let t = &c.ftl;
     if t.is_active() {

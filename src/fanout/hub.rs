@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::encoded::EncodedFrame;
 use super::registry::{Registry, StreamMsg, StreamShared};
-use super::ring::{Cursor, Egress, Fill, Ring, RingLimits};
+use super::ring::{AudioMode, Cursor, Egress, Fill, Ring, RingLimits};
 use super::wake::DeferredWakes;
 use crate::metrics::CoreMetrics;
 
@@ -182,7 +182,11 @@ pub struct CoreHub {
     streams: RefCell<HashMap<String, Rc<LocalStream>>>,
     deferred: Option<Rc<DeferredWakes>>,
     metrics: CoreMetrics,
+    aac_bitrate_kbps: u32,
 }
+
+/// The AAC rendition's bitrate unless configured (`[audio] aac_bitrate_kbps`).
+pub const DEFAULT_AAC_BITRATE_KBPS: u32 = 128;
 
 impl CoreHub {
     pub fn new(core: usize, registry: Arc<Registry>, limits: RingLimits) -> Self {
@@ -194,7 +198,19 @@ impl CoreHub {
             streams: RefCell::new(HashMap::new()),
             deferred: None,
             metrics: CoreMetrics::detached(),
+            aac_bitrate_kbps: DEFAULT_AAC_BITRATE_KBPS,
         }
+    }
+
+    /// Sets the bitrate of the AAC renditions this core's publishers make.
+    pub fn with_aac_bitrate(mut self, kbps: u32) -> Self {
+        self.aac_bitrate_kbps = kbps;
+        self
+    }
+
+    /// The bitrate of the AAC renditions this core's publishers make, in kbit/s.
+    pub fn aac_bitrate_kbps(&self) -> u32 {
+        self.aac_bitrate_kbps
     }
 
     /// Serialises frames published on this core with RTMP chunks of `chunk_size` bytes (the
@@ -389,6 +405,33 @@ impl Watcher {
         self.stream.state()
     }
 
+    /// Chooses the audio this watcher is sent: [`AudioMode::Aac`] (the stream's AAC rendition
+    /// of Opus audio, made once per stream while any watcher asks for it), passthrough, or none.
+    /// Without the `aac` feature, AAC falls back to passthrough. Call it before the first fill;
+    /// calling it later is allowed (the next fill follows the new mode).
+    pub fn set_audio(&mut self, mode: AudioMode) {
+        let mode = match mode {
+            AudioMode::Aac if !crate::media::aac::AVAILABLE => AudioMode::Passthrough,
+            mode => mode,
+        };
+        let demand = &self.stream.shared.aac_demand;
+        match (self.cursor.audio == AudioMode::Aac, mode == AudioMode::Aac) {
+            (false, true) => {
+                demand.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                demand.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        self.cursor.audio = mode;
+    }
+
+    /// The audio this watcher is sent.
+    pub fn audio(&self) -> AudioMode {
+        self.cursor.audio
+    }
+
     /// Changes the serialised form this watcher writes. Used before its first write, when the
     /// protocol learns what the stream carries only after subscribing (an fstream watcher that
     /// joined before its broadcaster).
@@ -408,6 +451,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        if self.cursor.audio == AudioMode::Aac {
+            self.stream.shared.aac_demand.fetch_sub(1, Ordering::AcqRel);
+        }
         self.stream
             .watchers
             .set(self.stream.watchers.get().saturating_sub(1));

@@ -269,6 +269,17 @@ pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), Sta
     }
     shared.node.started.store(true, Ordering::Release);
     info!(workers, "ringcast is ready");
+    if crate::media::aac::AVAILABLE {
+        info!(
+            aac_bitrate_kbps = config.audio.aac_bitrate_kbps,
+            "Opus audio is served as AAC to players that cannot take Opus"
+        );
+    } else {
+        warn!(
+            "built without the `aac` feature: every player gets Opus audio as published \
+             (no AAC rendition; players without Opus support get no sound)"
+        );
+    }
     wait_for_shutdown(
         &shared.node,
         Duration::from_millis(config.server.shutdown_drain_ms),
@@ -411,7 +422,8 @@ fn worker(
     rt.block_on(async move {
         let mut hub = CoreHub::new(index, registry, ring_limits(&config))
             .with_chunk_size(config.rtmp.chunk_size as usize)
-            .with_metrics(shared.node.metrics.core(index));
+            .with_metrics(shared.node.metrics.core(index))
+            .with_aac_bitrate(config.audio.aac_bitrate_kbps);
         let coalesce = Duration::from_micros(config.fanout.write_coalesce_us);
         if !coalesce.is_zero() {
             hub = hub.deferring_wakes();

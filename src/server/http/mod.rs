@@ -178,7 +178,7 @@ async fn respond(conn: &Conn, head: &RequestHead) -> Next {
                     (admitted.response_head(), Bytes::new())
                 }
                 Err((status, reason)) => {
-                    info!(peer = %conn.peer, stream = %flv::shown_name(target), status = status.code(), reason, "HTTP-FLV watch refused");
+                    info!(peer = %conn.peer, stream = %flv::shown_name(&conn.core.config, target), status = status.code(), reason, "HTTP-FLV watch refused");
                     text(core, status, &format!("{reason}\n"))
                 }
             },

@@ -28,7 +28,9 @@ use tracing::{info, warn};
 
 use super::status::{PushState, PushStatus};
 use crate::config::{AudioMode, PushConfig, PushUrl};
-use crate::fanout::{Content, Egress, EncodedFrame, Fill, StreamState, Watcher};
+use crate::fanout::{
+    AudioMode as RingAudio, Content, Egress, EncodedFrame, Fill, StreamState, Watcher,
+};
 use crate::media::codec::{audio_is_opus, video_is_enhanced};
 use crate::media::{Frame, FrameRole, MediaKind};
 use crate::proto::rtmp::{
@@ -400,6 +402,8 @@ impl Sender<'_> {
                 AudioMode::Drop => return None,
                 AudioMode::Passthrough => {}
                 AudioMode::Auto | AudioMode::Aac => {
+                    // The cursor asked for the AAC rendition; Opus arriving all the same means
+                    // there is none (a build without the `aac` feature): withhold it.
                     if audio_is_opus(&frame.payload) {
                         self.opus_withheld = true;
                         return None;
@@ -412,12 +416,17 @@ impl Sender<'_> {
             batch.push(bytes.clone());
             return Some(bytes.len());
         }
-        // Metadata goes as `@setDataFrame` (what publishers send); other stream ids or chunk
-        // sizes need the frame chunked for this connection.
+        // Metadata goes as `@setDataFrame` at timestamp 0, as encoders send it (ffmpeg's FLV
+        // reader takes metadata at any other time for a data stream of its own); other stream
+        // ids or chunk sizes need the frame chunked for this connection.
         let mut session = self.session.borrow_mut();
+        let timestamp = match frame.role {
+            FrameRole::Metadata => 0,
+            _ => frame.timestamp,
+        };
         let frame = Frame {
             kind,
-            timestamp: frame.timestamp,
+            timestamp,
             role: frame.role,
             payload: frame.payload.clone(),
         };
@@ -436,6 +445,12 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
     let core = &task.core;
     let status = &task.status;
     let mut watcher = core.hub.watch(&task.stream, Egress::Rtmp);
+    // Opus (FTL) is replaced by the stream's AAC rendition for destinations that need AAC.
+    watcher.set_audio(match task.config.audio {
+        AudioMode::Auto | AudioMode::Aac => RingAudio::Aac,
+        AudioMode::Passthrough => RingAudio::Passthrough,
+        AudioMode::Drop => RingAudio::Drop,
+    });
     let zero_copy = {
         let session = shared.session.borrow();
         session.stream_id() == Some(MEDIA_STREAM_ID)
@@ -477,8 +492,8 @@ async fn stream_frames(task: &PushTask, guard: &Rc<ConnGuard>, shared: &Rc<Share
         );
         if sender.opus_withheld && !opus_reported {
             opus_reported = true;
-            let error = "the source's audio is Opus, which this destination cannot take \
-                         (audio = \"auto\"/\"aac\" and no AAC rendition): sending video only";
+            let error = "the source's audio is Opus, which this destination cannot take, and \
+                         this build has no AAC rendition (the `aac` feature): sending video only";
             warn!(push = %task.config.id, stream = %status.stream, "{error}");
             status.set(PushState::Live, Some(error.into()));
         }

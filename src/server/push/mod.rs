@@ -151,7 +151,8 @@ pub async fn supervise(core: Rc<Core>) {
             let Ok(url) = config.parsed_url() else {
                 continue; // validated at load: cannot happen
             };
-            let status = Arc::new(PushStatus::new(&config.id, &key.1, url.shown()));
+            let shown = core.config.shown_stream_name(&key.1);
+            let status = Arc::new(PushStatus::new(&config.id, &key.1, shown, url.shown()));
             pushes.board.start(status.clone());
             info!(push = %config.id, stream = %status.stream, url = %status.url, worker = core.index, "push starting");
             let task = runtime::spawn(driver::run(driver::PushTask {

@@ -13,8 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::config::redact_key;
-
 /// Where a push is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,20 +78,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `app/key` with the key redacted.
-pub fn shown_stream(stream: &str) -> String {
-    match stream.split_once('/') {
-        Some((app, key)) => format!("{app}/{}", redact_key(key)),
-        None => redact_key(stream),
-    }
-}
-
 impl PushStatus {
-    pub fn new(id: &str, stream: &str, url: String) -> Self {
+    /// `shown` is the stream's name as logs show it (an RTMP key redacted).
+    pub fn new(id: &str, stream: &str, shown: String, url: String) -> Self {
         PushStatus {
             id: id.to_owned(),
             source: stream.to_owned(),
-            stream: shown_stream(stream),
+            stream: shown,
             url,
             mutable: Mutex::new(Mutable {
                 state: PushState::Connecting,
@@ -318,6 +309,7 @@ mod tests {
         let status = Arc::new(PushStatus::new(
             "yt",
             "live/s3cretkey",
+            crate::config::Config::default().shown_stream_name("live/s3cretkey"),
             "rtmp://x:1935/app".into(),
         ));
         board.start(status.clone());
