@@ -271,3 +271,35 @@ fn outbound_connect_verifies_the_certificate_and_carries_an_rtmp_handshake() {
         assert!(n > 0 && input[0] == 3);
     });
 }
+
+#[test]
+fn a_stream_published_over_rtmps_is_watched_over_fstream_as_identical_flv() {
+    // A short grace window: the stream ends soon after the fixture does, ending the watch.
+    let mut tls = TlsServer::start(1, Some("[fanout]\npublisher_grace_ms = 500\n"));
+    let dir = tls.server.scratch();
+    let key = unique_key("tlsfs");
+    let _publisher = media::publish(
+        Fixture::H264Aac,
+        &tls.rtmps_url("live", &key),
+        false,
+        &dir,
+        "pub",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = dir.join("fs-watch.flv");
+    let mut cmd = common::fstream::client(&tls.server, &format!("watch,stream=live/{key}"));
+    let mut watcher = ChildGuard::spawn_with(
+        "fs-watch",
+        &mut cmd,
+        std::process::Stdio::null(),
+        std::process::Stdio::from(std::fs::File::create(&out).unwrap()),
+        dir.join("fs-watch.stderr"),
+    );
+    let ended = watcher.wait_timeout(Duration::from_secs(40)).is_some();
+    tls.server.assert_alive();
+    assert!(ended, "the fstream watch did not end with the stream");
+    with_context(
+        || format!("server stderr:\n{}", tls.server.stderr()),
+        || media::assert_faithful_relay(Fixture::H264Aac, &out, 100, "fstream watcher of RTMPS"),
+    );
+}

@@ -29,6 +29,10 @@ section! {
         /// serving, so a load balancer stops sending new clients first; then the workers wind
         /// down. In milliseconds; a second signal skips the rest of the wait.
         pub shutdown_drain_ms: u64 = 0,
+        /// Zero-downtime upgrade: start even though another ringcast already listens on the
+        /// configured addresses, sharing them (SO_REUSEPORT) until the old one is stopped with
+        /// SIGTERM. Off: a second process on the same address refuses to start.
+        pub handover_listeners: bool = false,
     }
 }
 

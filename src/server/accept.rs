@@ -29,6 +29,7 @@ use super::reader::Reader;
 use super::runtime::{self, TcpListener, TcpStream};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::proxy::{self, Header, Parse, ProxyError};
+use rustls::InvalidMessage;
 
 /// Most connections taken from the accept queue at once after an awaited accept.
 const MAX_ACCEPT_BURST: usize = 256;
@@ -172,6 +173,15 @@ fn log_tls_failure(spec: &ListenerSpec, peer: SocketAddr, guard: &ConnGuard, end
         }
         (HandshakeError::Closed { received }, _) => {
             info!(%peer, protocol, received, "TLS handshake failed: closed by peer mid-handshake")
+        }
+        (
+            HandshakeError::Tls(
+                e @ rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType),
+            ),
+            _,
+        ) => {
+            let hint = "not TLS: a plaintext client on the TLS port?";
+            warn!(%peer, protocol, error = %e, hint, "TLS handshake failed")
         }
         (HandshakeError::Tls(e), _) => warn!(%peer, protocol, error = %e, "TLS handshake failed"),
         (HandshakeError::Io(e), _) => info!(%peer, protocol, error = %e, "TLS handshake failed"),

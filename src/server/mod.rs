@@ -163,7 +163,7 @@ pub enum StartError {
     #[error("a worker thread exited during startup")]
     WorkerLost,
     #[error(
-        "{label} on {addr}: {source}; another process already listens there (a second ringcast?): stop it or pick another address"
+        "{label} on {addr}: {source}; another process already listens there (a second ringcast?): stop it, pick another address, or pass --handover for a deliberate zero-downtime upgrade"
     )]
     AddressTaken {
         label: &'static str,
@@ -201,7 +201,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
 pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), StartError> {
     let config = Arc::new(config);
     let workers = config.server.worker_count().max(1);
-    check_addresses_free(&config)?;
+    if config.server.handover_listeners {
+        info!(
+            "handover_listeners: sharing the configured addresses with any ringcast already there"
+        );
+    } else {
+        check_addresses_free(&config)?;
+    }
     let wants_tls = !config.rtmps.listen.is_empty() || !config.http.tls_listen.is_empty();
     let certs = if wants_tls && config.tls.is_configured() {
         let store = CertStore::load(&config.tls.cert_file, &config.tls.key_file)?;

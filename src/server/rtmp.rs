@@ -426,6 +426,10 @@ impl Connection {
             }
             (End::Refused(reason), _) => info!(%peer, reason, "connection closed: refused"),
             (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),
+            // Bad TLS records after the handshake (the transport reports them as invalid data).
+            (End::Io(e), _) if e.kind() == std::io::ErrorKind::InvalidData => {
+                warn!(%peer, error = %e, "connection closed: TLS error")
+            }
             (End::Io(e), _) => debug!(%peer, error = %e, "connection closed: io error"),
         }
         self.stop_publishing();

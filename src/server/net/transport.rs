@@ -9,9 +9,9 @@
 //!
 //! Copies on the write path: the watcher's gathered `Vec<Bytes>` is handed to rustls as one
 //! vectored plaintext write, which fills full-size records straight from the shared frames
-//! (one copy into the record, sealed in place: the one encryption), then the sealed records
-//! are moved into one reused output buffer per connection (one memcpy) and sent with one
-//! write. Plain TCP keeps its zero-copy vectored write.
+//! (one copy into the record, sealed in place: the one encryption), then the sealed record is
+//! moved into the write's output buffer (one memcpy) and sent, one record (16 KiB of
+//! plaintext) per socket write. Plain TCP keeps its zero-copy vectored write.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
@@ -25,8 +25,26 @@ use rustls::{ClientConnection, Connection, ServerConnection};
 use crate::server::reader::Reader;
 use crate::server::runtime::{self, AsyncWriteExt, BufResult, TcpStream};
 
-/// An output buffer larger than this after a write (a join burst) is released.
-const KEEP_OUTPUT: usize = 64 * 1024;
+/// An output buffer larger than this after a write is released. 0: every write allocates its
+/// ciphertext buffer (cheap next to the encryption) and none is kept between writes: kept, it
+/// was most of a TLS watcher's memory (bench, 1000 RTMPS watchers: ~80 KiB per watcher keeping
+/// up to 16 KiB with 64 KiB chunks, ~37 KiB keeping none with 16 KiB chunks).
+const KEEP_OUTPUT: usize = 0;
+/// TLS record overhead allowance when sizing the output buffer: header, tag, content type.
+const RECORD_OVERHEAD: usize = 5 + 16 + 1;
+/// Largest plaintext per record.
+const RECORD_PLAINTEXT: usize = 16 * 1024;
+/// Most plaintext sealed for one socket write: one full record, so a watcher waiting on a full
+/// socket holds at most one record of ciphertext in flight.
+const MAX_SEALED: usize = 16 * 1024;
+
+/// How far a sealed write has got through its parts.
+#[derive(Debug, Default)]
+struct Cursor {
+    index: usize,
+    offset: usize,
+    sent: usize,
+}
 
 /// A connection: plain TCP, or TLS over TCP.
 #[derive(Debug)]
@@ -222,13 +240,28 @@ impl Transport {
         };
         let mut out_slot = tls.out.lock().await;
         let mut out = std::mem::take(&mut *out_slot);
-        out.clear();
-        let sealed = tls.state.borrow_mut().seal(&parts, &mut out);
-        if let Err(e) = sealed {
-            *out_slot = out;
-            return BufResult(Err(e), parts);
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let mut cursor = Cursor::default();
+        let mut result = Ok(());
+        // At most MAX_SEALED plaintext bytes per write: a watcher behind by a whole batch holds
+        // one chunk of ciphertext in flight, not the batch (the frames themselves stay shared).
+        while cursor.sent < total {
+            out.clear();
+            let chunk = (total - cursor.sent).min(MAX_SEALED);
+            out.reserve(chunk + chunk.div_ceil(RECORD_PLAINTEXT).max(1) * RECORD_OVERHEAD);
+            let sealed = tls
+                .state
+                .borrow_mut()
+                .seal(&parts, &mut cursor, chunk, &mut out);
+            result = match sealed {
+                Ok(()) => self.send(&mut out).await,
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                break;
+            }
         }
-        let result = self.send(&mut out).await;
+        out.clear();
         if out.capacity() > KEEP_OUTPUT {
             out = Vec::new();
         }
@@ -325,32 +358,51 @@ impl TlsState {
     }
 
     /// Encrypts `parts` (one vectored plaintext write, full-size records) into `out`.
-    fn seal(&mut self, parts: &[Bytes], out: &mut Vec<u8>) -> io::Result<()> {
-        let total: usize = parts.iter().map(Bytes::len).sum();
-        let (mut index, mut offset, mut sent) = (0, 0, 0);
-        while sent < total {
-            let slices: Vec<IoSlice<'_>> = parts[index..]
-                .iter()
-                .enumerate()
-                .map(|(i, p)| IoSlice::new(if i == 0 { &p[offset..] } else { &p[..] }))
-                .collect();
+    /// Encrypts the next `limit` plaintext bytes of `parts` from `at` (one vectored plaintext
+    /// write: full-size records straight from the shared frames) into `out`.
+    fn seal(
+        &mut self,
+        parts: &[Bytes],
+        at: &mut Cursor,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let mut done = 0;
+        while done < limit {
+            let mut room = limit - done;
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() - at.index);
+            for (i, part) in parts[at.index..].iter().enumerate() {
+                if room == 0 {
+                    break;
+                }
+                let from = if i == 0 { at.offset } else { 0 };
+                let take = (part.len() - from).min(room);
+                slices.push(IoSlice::new(&part[from..from + take]));
+                room -= take;
+            }
             let n = self.conn.writer().write_vectored(&slices)?;
             self.drain_records(out)?;
             if n == 0 {
                 return Err(io::Error::other("TLS session refused more plaintext"));
             }
-            sent += n;
+            done += n;
+            at.sent += n;
             let mut left = n;
             while left > 0 {
-                let rest = parts[index].len() - offset;
+                let rest = parts[at.index].len() - at.offset;
                 if left >= rest {
                     left -= rest;
-                    index += 1;
-                    offset = 0;
+                    at.index += 1;
+                    at.offset = 0;
                 } else {
-                    offset += left;
+                    at.offset += left;
                     left = 0;
                 }
+            }
+            // Skip empty parts so the next slice list starts on bytes.
+            while at.index < parts.len() && parts[at.index].len() == at.offset {
+                at.index += 1;
+                at.offset = 0;
             }
         }
         Ok(())
@@ -361,5 +413,87 @@ impl TlsState {
             self.conn.write_tls(out)?;
         }
         out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::server::net::{CertStore, ClientTls};
+    use crate::server::runtime::{Runtime, TcpListener, spawn};
+
+    /// A CA-less self-signed certificate for 127.0.0.1, written to `dir`.
+    fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::File::create(&cert_path)
+            .unwrap()
+            .write_all(cert.pem().as_bytes())
+            .unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    #[test]
+    fn tls_carries_a_large_gathered_write_whole_and_in_order_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = certificate(dir.path());
+        let store = CertStore::load(&cert, &key).unwrap();
+        let server_config = store.server_config().unwrap();
+        // Many parts of odd sizes, 300 KB in all: several sealed chunks and records.
+        let parts: Vec<Bytes> = (0..600u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 7) % 1000]))
+            .collect();
+        let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let conn = Transport::tls_server(tcp, server_config).unwrap();
+                let mut early = BytesMut::new();
+                conn.handshake(&mut early).await.unwrap();
+                let BufResult(result, _) = conn.write_vectored_all(parts).await;
+                result.unwrap();
+                // Then read the client's reply.
+                let (mut reader, mut input) = (Reader::default(), early);
+                while input.len() < 5 {
+                    assert!(reader.read_into(&conn, &mut input).await.unwrap() > 0);
+                }
+                assert_eq!(&input[..], b"thank");
+                conn.close_write().await;
+            });
+            let tls = ClientTls::from_ca_file(&cert).unwrap();
+            let timeout = std::time::Duration::from_secs(10);
+            let conn = super::super::connect("127.0.0.1", port, Some(&tls), timeout)
+                .await
+                .unwrap();
+            let (mut reader, mut input) = (Reader::default(), BytesMut::new());
+            while input.len() < expected.len() {
+                let n = reader.read_into(&conn, &mut input).await.unwrap();
+                assert!(
+                    n > 0,
+                    "closed after {} of {} bytes",
+                    input.len(),
+                    expected.len()
+                );
+            }
+            assert!(
+                input[..] == expected[..],
+                "the bytes arrived changed or reordered"
+            );
+            conn.write_all(&b"thank"[..]).await.unwrap();
+            // The server's close_notify reads as a clean end of stream.
+            input.clear();
+            assert_eq!(reader.read_into(&conn, &mut input).await.unwrap(), 0);
+            server.await.unwrap();
+        });
     }
 }
