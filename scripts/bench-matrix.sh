@@ -25,6 +25,7 @@
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
+#        PUBLISH_ARGS (extra `ringcast-loadgen publish` options, e.g. "--bitrate 6000000")
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -186,7 +187,8 @@ for series in "${SERIES[@]}"; do
         watch=(--protocol rtmp --stream live/bench) ;;
     esac
     if [ "$series" != ceiling ]; then
-      "$BIN/ringcast-loadgen" publish "${publish[@]}" --duration $((SETTLE + duration + 5)) \
+      # shellcheck disable=SC2086 # PUBLISH_ARGS is a list of options
+      "$BIN/ringcast-loadgen" publish "${publish[@]}" ${PUBLISH_ARGS:-} --duration $((SETTLE + duration + 5)) \
         >"$OUT/publish-$series-$n.log" 2>&1 &
       PUB=$!; PIDS+=("$PUB")
     fi

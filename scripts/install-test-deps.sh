@@ -54,14 +54,16 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Debian installs haproxy in /usr/sbin, which a non-root PATH may not include.
 haproxy_path() { command -v haproxy 2>/dev/null || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }; }
 gst_has() { gst-inspect-1.0 "$1" >/dev/null 2>&1; }
-# Debian's nginx RTMP module, loaded by the tests' own nginx.conf.
+# Debian installs nginx in /usr/sbin too; the RTMP module is a dynamic module.
+nginx_path() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; }; }
 NGINX_RTMP_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 
 # --- distribution packages -------------------------------------------------------------
 missing=()
 if ! have ffmpeg || ! have ffprobe; then missing+=(ffmpeg); fi
 if ! have gst-launch-1.0 || ! have gst-inspect-1.0; then missing+=(gstreamer1.0-tools); fi
-if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink; then
+if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_has filesink \
+    || ! gst_has aacparse || ! gst_has avdec_aac || ! gst_has h264parse || ! gst_has avdec_h264; then
     missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 # rtmp2src speaks rtmps:// through GIO's TLS backend (the RTMPS tests).
@@ -70,8 +72,11 @@ if ! gio_tls; then missing+=(glib-networking); fi
 if ! have python3; then missing+=(python3); fi
 if ! haproxy_path >/dev/null; then missing+=(haproxy); fi
 if ! have redis-server || ! have redis-cli; then missing+=(redis-server redis-tools); fi
-if [ ! -x /usr/sbin/nginx ]; then missing+=(nginx); fi
-if [ ! -e "$NGINX_RTMP_MODULE" ]; then missing+=(libnginx-mod-rtmp); fi
+# Restream tests: socat terminates TLS in front of an ffmpeg RTMP receiver (RTMPS), and real
+# nginx-rtmp receives a push.
+if ! have socat; then missing+=(socat); fi
+if ! nginx_path >/dev/null; then missing+=(nginx); fi
+if [ ! -f "$NGINX_RTMP_MODULE" ]; then missing+=(libnginx-mod-rtmp); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -106,9 +111,11 @@ haproxy_bin="$(haproxy_path)" || die "haproxy is still missing after install"
 "$haproxy_bin" -v >/dev/null 2>&1 || die "haproxy does not run: $haproxy_bin"
 redis-server --version >/dev/null 2>&1 || die "redis-server does not run"
 redis-cli --version >/dev/null 2>&1 || die "redis-cli does not run"
-/usr/sbin/nginx -v >/dev/null 2>&1 || die "nginx does not run: /usr/sbin/nginx"
-[ -e "$NGINX_RTMP_MODULE" ] || die "the nginx RTMP module is missing: $NGINX_RTMP_MODULE"
-for element in rtmp2src flvdemux filesink; do
+have socat || die "socat is still missing after install"
+nginx_bin="$(nginx_path)" || die "nginx is still missing after install"
+"$nginx_bin" -v >/dev/null 2>&1 || die "nginx does not run: $nginx_bin"
+[ -f "$NGINX_RTMP_MODULE" ] || die "nginx-rtmp module missing after install: $NGINX_RTMP_MODULE"
+for element in rtmp2src flvdemux filesink aacparse avdec_aac h264parse avdec_h264; do
     gst_has "$element" || die "GStreamer element $element is missing after install"
 done
 # Capture before grepping: `grep -q` exiting early would SIGPIPE ffmpeg and trip pipefail.

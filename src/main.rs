@@ -41,7 +41,8 @@ fn main() {
     for warning in config.startup_warnings() {
         tracing::warn!("{warning}");
     }
-    if let Err(e) = ringcast::server::run(config) {
+    let reload: ringcast::server::Reload = std::sync::Arc::new(move || cli.load_config());
+    if let Err(e) = ringcast::server::run_with_reload(config, Some(reload)) {
         tracing::error!("{e}");
         eprintln!("ringcast: {e}");
         std::process::exit(1);

@@ -2,12 +2,9 @@
 //! made here with ffmpeg) publishes to ringcast over TCP control + RTP/UDP, and real players
 //! play `rtmp://…/ftl/77`.
 //!
-//! Legacy players: FTL audio is Opus, which plain RTMP cannot carry, so the stream's audio goes
-//! out as Enhanced RTMP Opus tags (FourCC `Opus`) to every player. ffmpeg 5.1 (no E-RTMP) lists
-//! it as an audio stream with codec `none` and plays the video when video is selected
-//! (`-map 0:v` / `-an`, as the test does); a bare `ffmpeg -i URL -f null -` with 5.1 fails to
-//! open a decoder for that audio stream. Withholding audio from players whose `connect` carries
-//! no `fourCcList` is the alternative we did not build yet.
+//! Audio: FTL audio is Opus. Players that ask for it (HTTP-FLV `?audio=opus`, RTMP players
+//! listing Opus in `fourCcList`) get Enhanced RTMP Opus tags; every other player gets the
+//! stream's AAC rendition (see tests/audio_rendition.rs).
 //!
 //! The HMAC test vector is a unit test in `src/proto/ftl/mod.rs`. Every wait has a generous
 //! deadline; nothing asserts on timing.
@@ -44,7 +41,10 @@ fn loadgen_publish_plays_on_modern_ffmpeg_with_opus_audio() {
         "pub",
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let url = ftl.server.url("ftl", "77");
+    let url = format!(
+        "http://127.0.0.1:{}/ftl/77.flv?audio=opus",
+        ftl.server.http_port
+    );
     let mut player = media::play_to_flv(&tools::ffmpeg_modern(), &url, Some(4.0), &dir, "play");
     player.finish(Duration::from_secs(30));
     let summary = loadgen.summary(Duration::from_secs(40));

@@ -43,6 +43,7 @@ macro_rules! section {
 mod cluster;
 mod error;
 mod print;
+mod push;
 mod secret;
 mod sections;
 mod types;
@@ -54,10 +55,11 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster::{ClusterConfig, ClusterMode, OriginAddr, RedisAddr};
 pub use error::{ConfigError, SecretOutput};
+pub use push::{AudioMode, DestinationUrl, PushConfig, PushUrl, SOURCE_KEY};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
-    AppConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig, HttpConfig,
-    IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
+    AppConfig, AudioConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig,
+    HttpConfig, IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -88,6 +90,8 @@ section! {
         pub tls: TlsConfig = TlsConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
         pub fanout: FanoutConfig = FanoutConfig::default(),
+        /// Audio renditions (AAC for players that cannot take Opus).
+        pub audio: AudioConfig = AudioConfig::default(),
         /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
         pub ftl: FtlConfig = FtlConfig::default(),
         /// fstream broadcast and watch.
@@ -96,6 +100,8 @@ section! {
         pub http: HttpConfig = HttpConfig::default(),
         /// Scale-out: origin and edge nodes, and the stream directory.
         pub cluster: ClusterConfig = ClusterConfig::default(),
+        /// Restream destinations: each live stream matching `from` is pushed to `url`.
+        pub push: Vec<PushConfig> = Vec::new(),
     }
 }
 
@@ -154,6 +160,11 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
         arrays: &[],
     },
     TableSchema {
+        name: "audio",
+        fields: AudioConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
         name: "ftl",
         fields: FtlConfig::FIELDS,
         arrays: &[ArraySchema {
@@ -187,7 +198,37 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
     },
 ];
 
+/// Arrays of tables at the top level (`[[push]]`), printed after every table.
+pub(crate) const TOP_ARRAYS: &[ArraySchema] = &[ArraySchema {
+    name: "push",
+    fields: PushConfig::FIELDS,
+    example: &[
+        "[[push]]",
+        "id = \"youtube\"",
+        "from = \"live/mykey\"",
+        "url = \"rtmps://a.rtmp.youtube.com/live2\"",
+        "key = \"${YT_KEY}\"",
+    ],
+}];
+
 impl Config {
+    /// The name logs show for the stream `full` (`app/key`). One rule for every protocol: an
+    /// RTMP stream key is a secret (shown as its first two characters and `****`); an FTL
+    /// channel's stream (the channel id is public) and an fstream channel
+    /// (`fstream/<user>/<channel>`) are not.
+    pub fn shown_stream_name(&self, full: &str) -> String {
+        let public = full.split('/').next() == Some("fstream")
+            || self
+                .ftl
+                .channels
+                .iter()
+                .any(|c| self.ftl.stream_name(c) == full);
+        match full.split_once('/') {
+            Some((app, key)) if !public => format!("{app}/{}", redact_key(key)),
+            _ => full.to_owned(),
+        }
+    }
+
     /// The built-in defaults, read from the embedded `config/default.toml`.
     pub fn embedded_default() -> Result<Self, ConfigError> {
         Self::parse_toml(DEFAULT_TOML, "built-in default config")
@@ -256,6 +297,10 @@ impl Config {
                 &mut user.password,
             ));
         }
+        out.push(("http.api_token".to_owned(), &mut self.http.api_token));
+        for p in &mut self.push {
+            out.push((format!("push[{:?}].key", p.id), &mut p.key));
+        }
         out
     }
 
@@ -277,9 +322,15 @@ impl Config {
         let mut shown = self.clone();
         if secrets == SecretOutput::Redacted {
             for (_, secret) in shown.secrets_mut() {
-                if !secret.is_from_env() {
+                let public = secret.is_from_env()
+                    || secret.source().is_empty()
+                    || secret.source() == SOURCE_KEY;
+                if !public {
                     *secret = Secret::from_source(REDACTED_PLACEHOLDER);
                 }
+            }
+            for p in &mut shown.push {
+                p.url = DestinationUrl(push::redacted_url(&p.url.0));
             }
         }
         print::documented_toml(&shown)
@@ -444,7 +495,11 @@ mod tests {
 
     #[test]
     fn schema_covers_every_table() {
-        let names: Vec<_> = SCHEMA.iter().map(|t| t.name).collect();
+        let names: Vec<_> = SCHEMA
+            .iter()
+            .map(|t| t.name)
+            .chain(TOP_ARRAYS.iter().map(|a| a.name))
+            .collect();
         let fields: Vec<_> = Config::FIELDS.iter().map(|f| f.name).collect();
         assert_eq!(names, fields);
         for table in SCHEMA {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, ConfigError, FieldDoc, SCHEMA};
+use super::{Config, ConfigError, FieldDoc, SCHEMA, TOP_ARRAYS};
 
 /// Renders `config` (secrets already redacted or not by the caller).
 pub(crate) fn documented_toml(config: &Config) -> Result<String, ConfigError> {
@@ -49,22 +49,47 @@ pub(crate) fn documented_toml(config: &Config) -> Result<String, ConfigError> {
         for (field, entry_fields, entries) in deferred {
             out.push('\n');
             push_doc(&mut out, field);
-            for entry in entries {
-                let _ = writeln!(out, "[[{}.{}]]", section.name, field.name);
-                let empty = toml::Table::new();
-                let entry = match entry {
-                    toml::Value::Table(t) => t,
-                    _ => &empty,
-                };
-                for ef in entry_fields {
-                    push_doc(&mut out, ef);
-                    push_value(&mut out, ef.name, entry.get(ef.name));
+            let name = format!("{}.{}", section.name, field.name);
+            push_entries(&mut out, &name, entry_fields, entries);
+        }
+    }
+    // Top-level arrays come last: a key after `[http]` would belong to that table, so an empty
+    // one is shown only as a commented example.
+    for array in TOP_ARRAYS {
+        out.push('\n');
+        if let Some(field) = Config::FIELDS.iter().find(|f| f.name == array.name) {
+            push_doc(&mut out, field);
+        }
+        match root.get(array.name) {
+            Some(toml::Value::Array(entries)) if !entries.is_empty() => {
+                push_entries(&mut out, array.name, array.fields, entries);
+            }
+            _ => {
+                out.push_str("# None. Example:\n");
+                for line in array.example {
+                    let _ = writeln!(out, "#   {line}");
                 }
-                out.push('\n');
             }
         }
     }
     Ok(out)
+}
+
+/// Prints `[[name]]` tables, each field with its doc.
+fn push_entries(out: &mut String, name: &str, fields: &[FieldDoc], entries: &[toml::Value]) {
+    for entry in entries {
+        let _ = writeln!(out, "[[{name}]]");
+        let empty = toml::Table::new();
+        let entry = match entry {
+            toml::Value::Table(t) => t,
+            _ => &empty,
+        };
+        for ef in fields {
+            push_doc(out, ef);
+            push_value(out, ef.name, entry.get(ef.name));
+        }
+        out.push('\n');
+    }
 }
 
 fn push_doc(out: &mut String, field: &FieldDoc) {

@@ -173,6 +173,15 @@ section! {
 }
 
 section! {
+    /// Audio renditions: the AAC made from Opus audio for players that cannot take Opus.
+    pub struct AudioConfig {
+        /// Bitrate of the AAC-LC rendition of a stream's Opus audio (48 kHz, the source's
+        /// channels), in kbit/s (32..=320). Made once per stream while any player needs it.
+        pub aac_bitrate_kbps: u32 = 128,
+    }
+}
+
+section! {
     /// FTL ingest (TCP control with HMAC-SHA512 auth, RTP media over UDP).
     pub struct FtlConfig {
         /// true, false or "auto": auto listens when at least one [[ftl.channels]] key exists
@@ -359,6 +368,9 @@ section! {
         /// request_timeout_ms; its source address is the client's address from then on (logs).
         /// Only behind a trusted balancer, as for rtmp.proxy_protocol.
         pub proxy_protocol: bool = false,
+        /// When set, every `/api/*` request must carry `Authorization: Bearer <api_token>`
+        /// ("${ENV}" reads an environment variable); "" leaves the API open.
+        pub api_token: Secret = Secret::default(),
     }
 }
 

@@ -5,11 +5,22 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{Config, ConfigError, FieldDoc, SCHEMA};
+use super::{Config, ConfigError, FieldDoc, SCHEMA, TOP_ARRAYS};
 
 /// Fails on the first key that no table of [`SCHEMA`] defines.
 pub(crate) fn check_unknown_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     check_table(table, Config::FIELDS, "the top level", origin)?;
+    for array in TOP_ARRAYS {
+        let Some(toml::Value::Array(entries)) = table.get(array.name) else {
+            continue;
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            if let toml::Value::Table(entry) = entry {
+                let where_ = format!("[[{}]] #{}", array.name, i + 1);
+                check_table(entry, array.fields, &where_, origin)?;
+            }
+        }
+    }
     for section in SCHEMA {
         let Some(toml::Value::Table(inner)) = table.get(section.name) else {
             continue; // absent, or a wrong type that the typed decode reports
@@ -177,6 +188,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         f.slow_watcher_disconnect_ms,
     )?;
     in_range("fanout.write_coalesce_us", f.write_coalesce_us, 0, 100_000)?;
+    in_range(
+        "audio.aac_bitrate_kbps",
+        c.audio.aac_bitrate_kbps.into(),
+        32,
+        320,
+    )?;
 
     let t = &c.ftl;
     if t.is_active() {
@@ -277,7 +294,8 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         65_536,
     )?;
     c.cluster.validate()?;
-    check_listener_clashes(c)
+    check_listener_clashes(c)?;
+    super::push::validate(&c.push)
 }
 
 /// Two TCP listeners of different protocols on the same port (and overlapping IPs) cannot both bind.

@@ -5,7 +5,7 @@
 //! the FLV tag bytes on first use. Every watcher of every core then writes a clone of the same
 //! `Bytes`: a refcount increment, never a copy or a re-chunk.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
@@ -20,11 +20,27 @@ pub enum Content {
     Opaque,
 }
 
+/// Which audio rendition a frame belongs to; a watcher's [`super::AudioMode`] picks which it
+/// sees. Everything but Opus audio and its AAC rendition is [`Variant::Common`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Seen by every watcher (video, metadata, audio that is not Opus).
+    Common,
+    /// The publisher's Opus audio, passed through untouched.
+    Opus,
+    /// The stream's AAC rendition of its Opus audio (see [`crate::media::aac`]).
+    Aac,
+}
+
 /// One frame, serialised once, shared by every watcher on every core.
 #[derive(Debug)]
 pub struct EncodedFrame {
     pub content: Content,
     pub role: FrameRole,
+    pub variant: Variant,
+    /// The configuration slot of a sequence header or metadata frame in the GOP cache
+    /// ([`crate::media::config_key`]); 0 otherwise.
+    pub config_key: u16,
     /// Timestamp in milliseconds after the stream's rebasing (monotonic across publisher
     /// reconnects).
     pub timestamp: u32,
@@ -33,11 +49,28 @@ pub struct EncodedFrame {
     /// RTMP chunk stream bytes; empty for opaque content.
     rtmp: Bytes,
     flv: OnceLock<Bytes>,
+    chunk_size: usize,
 }
 
 impl EncodedFrame {
     /// Serialises a media frame for RTMP once; FLV is built lazily.
     pub fn media(frame: Frame, chunk_size: usize) -> Self {
+        let variant = if crate::media::is_opus_audio(frame.kind, &frame.payload) {
+            Variant::Opus
+        } else {
+            Variant::Common
+        };
+        Self::media_variant(frame, chunk_size, variant)
+    }
+
+    /// Like [`EncodedFrame::media`], for a frame of the given rendition.
+    pub fn media_variant(frame: Frame, chunk_size: usize, variant: Variant) -> Self {
+        let config_key = match frame.role {
+            FrameRole::SequenceHeader | FrameRole::Metadata => {
+                crate::media::config_key(frame.kind, &frame.payload)
+            }
+            _ => 0,
+        };
         let csid = match frame.kind {
             MediaKind::Audio => rtmp::csid::AUDIO,
             MediaKind::Video => rtmp::csid::VIDEO,
@@ -61,12 +94,32 @@ impl EncodedFrame {
         EncodedFrame {
             content: Content::Media(frame.kind),
             role: frame.role,
+            variant,
+            config_key,
             timestamp: frame.timestamp,
             payload: frame.payload,
             // Shared (refcounted) from the start: the first watcher's clone must not have to
             // promote a vec-backed buffer, so every clone is a plain refcount increment.
             rtmp: Bytes::from_owner(out),
             flv: OnceLock::new(),
+            chunk_size,
+        }
+    }
+
+    /// The same media frame stamped `timestamp` (a cached header replayed to a late joiner at
+    /// its join frame's time). Opaque frames are returned as they are.
+    pub fn restamped(self: &Arc<Self>, timestamp: u32) -> Arc<Self> {
+        match self.content {
+            Content::Media(kind) if timestamp != self.timestamp => {
+                let frame = Frame {
+                    kind,
+                    timestamp,
+                    role: self.role,
+                    payload: self.payload.clone(),
+                };
+                Arc::new(Self::media_variant(frame, self.chunk_size, self.variant))
+            }
+            _ => self.clone(),
         }
     }
 
@@ -75,10 +128,13 @@ impl EncodedFrame {
         EncodedFrame {
             content: Content::Opaque,
             role,
+            variant: Variant::Common,
+            config_key: 0,
             timestamp,
             payload,
             rtmp: Bytes::new(),
             flv: OnceLock::new(),
+            chunk_size: 0,
         }
     }
 

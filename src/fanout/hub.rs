@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::encoded::EncodedFrame;
 use super::registry::{Registry, StreamMsg, StreamShared};
-use super::ring::{Cursor, Egress, Fill, Ring, RingLimits};
+use super::ring::{AudioMode, Cursor, Egress, Fill, Ring, RingLimits};
 use super::wake::DeferredWakes;
 use crate::metrics::CoreMetrics;
 
@@ -182,7 +182,11 @@ pub struct CoreHub {
     streams: RefCell<HashMap<String, Rc<LocalStream>>>,
     deferred: Option<Rc<DeferredWakes>>,
     metrics: CoreMetrics,
+    aac_bitrate_kbps: u32,
 }
+
+/// The AAC rendition's bitrate unless configured (`[audio] aac_bitrate_kbps`).
+pub const DEFAULT_AAC_BITRATE_KBPS: u32 = 128;
 
 impl CoreHub {
     pub fn new(core: usize, registry: Arc<Registry>, limits: RingLimits) -> Self {
@@ -194,7 +198,19 @@ impl CoreHub {
             streams: RefCell::new(HashMap::new()),
             deferred: None,
             metrics: CoreMetrics::detached(),
+            aac_bitrate_kbps: DEFAULT_AAC_BITRATE_KBPS,
         }
+    }
+
+    /// Sets the bitrate of the AAC renditions this core's publishers make.
+    pub fn with_aac_bitrate(mut self, kbps: u32) -> Self {
+        self.aac_bitrate_kbps = kbps;
+        self
+    }
+
+    /// The bitrate of the AAC renditions this core's publishers make, in kbit/s.
+    pub fn aac_bitrate_kbps(&self) -> u32 {
+        self.aac_bitrate_kbps
     }
 
     /// Serialises frames published on this core with RTMP chunks of `chunk_size` bytes (the
@@ -356,6 +372,29 @@ impl Watcher {
         )
     }
 
+    /// [`Watcher::fill`] for a writer that serialises frames itself (see [`Ring::fill_with`]).
+    pub fn fill_with(
+        &mut self,
+        now: Instant,
+        max_items: usize,
+        max_bytes: usize,
+        take: impl FnMut(&Arc<EncodedFrame>) -> Option<usize>,
+    ) -> Fill {
+        self.stream
+            .ring()
+            .fill_with(&mut self.cursor, now, max_items, max_bytes, take)
+    }
+
+    /// The stream's cached video sequence header, if any.
+    pub fn video_header(&self) -> Option<Arc<EncodedFrame>> {
+        self.stream.ring().video_header().cloned()
+    }
+
+    /// How far (in media time) this watcher's next frame is behind the newest one.
+    pub fn lag(&self) -> std::time::Duration {
+        self.stream.ring().lag(&self.cursor)
+    }
+
     /// Ready when the stream has new frames or a new state.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.stream
@@ -364,6 +403,33 @@ impl Watcher {
 
     pub fn state(&self) -> StreamState {
         self.stream.state()
+    }
+
+    /// Chooses the audio this watcher is sent: [`AudioMode::Aac`] (the stream's AAC rendition
+    /// of Opus audio, made once per stream while any watcher asks for it), passthrough, or none.
+    /// Without the `aac` feature, AAC falls back to passthrough. Call it before the first fill;
+    /// calling it later is allowed (the next fill follows the new mode).
+    pub fn set_audio(&mut self, mode: AudioMode) {
+        let mode = match mode {
+            AudioMode::Aac if !crate::media::aac::AVAILABLE => AudioMode::Passthrough,
+            mode => mode,
+        };
+        let demand = &self.stream.shared.aac_demand;
+        match (self.cursor.audio == AudioMode::Aac, mode == AudioMode::Aac) {
+            (false, true) => {
+                demand.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                demand.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        self.cursor.audio = mode;
+    }
+
+    /// The audio this watcher is sent.
+    pub fn audio(&self) -> AudioMode {
+        self.cursor.audio
     }
 
     /// Changes the serialised form this watcher writes. Used before its first write, when the
@@ -385,6 +451,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        if self.cursor.audio == AudioMode::Aac {
+            self.stream.shared.aac_demand.fetch_sub(1, Ordering::AcqRel);
+        }
         self.stream
             .watchers
             .set(self.stream.watchers.get().saturating_sub(1));

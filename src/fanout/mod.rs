@@ -14,9 +14,9 @@ pub mod registry;
 pub mod ring;
 pub mod wake;
 
-pub use encoded::{Content, EncodedFrame};
+pub use encoded::{Content, EncodedFrame, Variant};
 pub use hub::{CoreHub, LocalStream, StreamState, Watcher};
 pub use publisher::{Publisher, Superseded};
 pub use registry::{PublishError, PublishPolicy, Registry, StreamMsg, StreamShared};
-pub use ring::{Cursor, Egress, Fill, Ring, RingLimits};
+pub use ring::{AudioMode, Cursor, Egress, Fill, Ring, RingLimits};
 pub use wake::DeferredWakes;

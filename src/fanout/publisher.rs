@@ -10,10 +10,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::encoded::EncodedFrame;
+use std::sync::atomic::Ordering;
+
+use super::encoded::{EncodedFrame, Variant};
 use super::hub::{CoreHub, LocalStream};
 use super::registry::{PublishClaim, PublishError, StreamShared};
-use crate::media::{Frame, FrameRole};
+use crate::media::aac::{self, AacRendition, AacStats};
+use crate::media::{Frame, FrameRole, MediaKind};
 use crate::metrics::Counter;
 
 /// Gap inserted between the last timestamp of a departed publisher and the first of its
@@ -35,6 +38,16 @@ pub struct Publisher {
     offset: Option<u32>,
     last_timestamp: Option<u32>,
     frames: u64,
+    /// The stream's AAC rendition, while any watcher wants AAC (see [`crate::media::aac`]).
+    aac: Option<AacRendition>,
+    /// The last Opus `SequenceStart` body (its `OpusHead` tells the channel count).
+    opus_head: Option<Bytes>,
+    /// Set once the rendition failed to start, so it is not retried on every packet.
+    aac_failed: bool,
+    /// Counters of the renditions this publisher ran, added up.
+    aac_stats: AacStats,
+    /// The stream's name in logs (see [`Publisher::set_log_name`]).
+    shown: String,
 }
 
 impl Publisher {
@@ -64,7 +77,21 @@ impl Publisher {
             offset: None,
             last_timestamp: None,
             frames: 0,
+            aac: None,
+            opus_head: None,
+            aac_failed: false,
+            aac_stats: AacStats::default(),
+            shown: match name.split_once('/') {
+                Some((app, key)) => format!("{app}/{}", crate::config::redact_key(key)),
+                None => crate::config::redact_key(name),
+            },
         }
+    }
+
+    /// Sets the stream's name as logs show it (`Config::shown_stream_name`); until then the
+    /// key part is redacted, as for an RTMP stream key.
+    pub fn set_log_name(&mut self, shown: &str) {
+        self.shown = shown.to_owned();
     }
 
     /// True if this publisher replaced a live one.
@@ -85,8 +112,123 @@ impl Publisher {
     pub fn push(&mut self, mut frame: Frame) -> Result<(), Superseded> {
         frame.timestamp = self.rebase(frame.timestamp)?;
         let encoded = Arc::new(EncodedFrame::media(frame, self.hub.chunk_size()));
-        self.deliver(encoded);
+        let opus = encoded.variant == Variant::Opus;
+        self.deliver(encoded.clone());
+        if opus {
+            self.render_aac(&encoded);
+        }
         Ok(())
+    }
+
+    /// Pushes a frame meant only for the watchers of one audio rendition (an ingest's
+    /// `onMetaData` that names the audio codec: one for Opus players, one for AAC players).
+    pub fn push_variant(&mut self, mut frame: Frame, variant: Variant) -> Result<(), Superseded> {
+        frame.timestamp = self.rebase(frame.timestamp)?;
+        let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), variant);
+        self.deliver(Arc::new(encoded));
+        Ok(())
+    }
+
+    /// Feeds an Opus frame to the stream's AAC rendition, starting it when the first watcher
+    /// that wants AAC appeared and stopping it when the last one left.
+    fn render_aac(&mut self, frame: &EncodedFrame) {
+        let payload = &frame.payload;
+        let packet_type = payload.first().map(|b| b & 0x0f);
+        if packet_type == Some(0) {
+            self.opus_head = Some(payload.slice(5..));
+        }
+        let wanted = self.claim.stream.aac_demand.load(Ordering::Acquire) > 0;
+        if !wanted {
+            if let Some(aac) = self.aac.take() {
+                self.stop_aac(aac);
+            }
+            self.aac_failed = false;
+            return;
+        }
+        if packet_type != Some(1) || self.aac_failed {
+            return;
+        }
+        let packet = payload.get(5..).unwrap_or_default();
+        if self.aac.is_none() {
+            let channels = aac::channels_of(self.opus_head.as_deref(), packet);
+            match AacRendition::new(channels, self.hub.aac_bitrate_kbps()) {
+                Ok(aac) => {
+                    tracing::info!(
+                        stream = %self.shown,
+                        channels,
+                        bitrate_kbps = self.hub.aac_bitrate_kbps(),
+                        "AAC rendition started"
+                    );
+                    let header = aac.sequence_header().clone();
+                    self.deliver_aac(frame.timestamp, header);
+                    self.aac = Some(aac);
+                }
+                Err(error) => {
+                    tracing::warn!(stream = %self.shown, %error, "AAC rendition unavailable");
+                    self.aac_failed = true;
+                    return;
+                }
+            }
+        }
+        let mut out: [Option<(u32, Bytes)>; 8] = Default::default();
+        let mut n = 0;
+        let Some(aac) = self.aac.as_mut() else {
+            return;
+        };
+        let skipped = aac
+            .push_opus(frame.timestamp, packet, |ts, body| {
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = Some((ts, body));
+                    n += 1;
+                }
+            })
+            .is_err();
+        if skipped {
+            tracing::debug!(stream = %self.shown, "AAC rendition skipped a packet that is not Opus audio");
+        }
+        for (ts, body) in out.into_iter().flatten() {
+            self.deliver_aac(ts, body);
+        }
+    }
+
+    fn deliver_aac(&mut self, timestamp: u32, body: Bytes) {
+        let frame = Frame::new(MediaKind::Audio, timestamp, body);
+        let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), Variant::Aac);
+        self.deliver(Arc::new(encoded));
+    }
+
+    fn stop_aac(&mut self, aac: AacRendition) {
+        let stats = aac.stats();
+        self.aac_stats.opus_packets += stats.opus_packets;
+        self.aac_stats.aac_frames += stats.aac_frames;
+        self.aac_stats.skipped += stats.skipped;
+        self.aac_stats.resyncs += stats.resyncs;
+        tracing::info!(
+            stream = %self.shown,
+            opus_packets = stats.opus_packets,
+            aac_frames = stats.aac_frames,
+            skipped_packets = stats.skipped,
+            resyncs = stats.resyncs,
+            "AAC rendition stopped"
+        );
+    }
+
+    /// True while this publisher runs the stream's AAC rendition.
+    pub fn aac_running(&self) -> bool {
+        self.aac.is_some()
+    }
+
+    /// Counters of the AAC renditions this publisher ran (the running one included).
+    pub fn aac_stats(&self) -> AacStats {
+        let mut total = self.aac_stats;
+        if let Some(aac) = &self.aac {
+            let s = aac.stats();
+            total.opus_packets += s.opus_packets;
+            total.aac_frames += s.aac_frames;
+            total.skipped += s.skipped;
+            total.resyncs += s.resyncs;
+        }
+        total
     }
 
     /// Delivers opaque bytes (an fstream broadcast) to every core, shared like media frames.
@@ -116,11 +258,15 @@ impl Publisher {
                 None => 0,
             });
         let timestamp = timestamp.wrapping_add(offset);
-        self.last_timestamp = Some(match self.last_timestamp {
+        let newest = match self.last_timestamp {
             // Audio and video interleave slightly out of order: keep the newest (wrap-aware).
             Some(last) if (timestamp.wrapping_sub(last) as i32) < 0 => last,
             _ => timestamp,
-        });
+        };
+        if self.last_timestamp != Some(newest) {
+            self.claim.stream.note_timestamp(newest);
+        }
+        self.last_timestamp = Some(newest);
         Ok(timestamp)
     }
 
@@ -135,7 +281,10 @@ impl Publisher {
 
     /// Ends this publisher. Returns the stream and generation to expire after the grace window,
     /// or `None` if it had already been superseded.
-    pub fn finish(self, now: Instant) -> Option<(Arc<StreamShared>, u64)> {
+    pub fn finish(mut self, now: Instant) -> Option<(Arc<StreamShared>, u64)> {
+        if let Some(aac) = self.aac.take() {
+            self.stop_aac(aac);
+        }
         let released = self.hub.registry().release(
             &self.claim.stream,
             self.claim.generation,

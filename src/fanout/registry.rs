@@ -96,6 +96,12 @@ pub struct StreamShared {
     state: Mutex<PublishState>,
     /// Cores that have at least one watcher of this stream (for metrics and cleanup).
     pub watcher_count: AtomicUsize,
+    /// Watchers (on any core) that want the AAC rendition of this stream's Opus audio: the
+    /// publisher's core runs the rendition while this is above zero.
+    pub aac_demand: AtomicUsize,
+    /// The newest timestamp the live publisher has sent (`u64::MAX`: none yet), so a takeover
+    /// continues the live timeline.
+    live_timestamp: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,6 +114,16 @@ impl StreamShared {
     /// The current publisher generation.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records the newest timestamp the live publisher has sent (one relaxed store per frame).
+    pub(crate) fn note_timestamp(&self, timestamp: u32) {
+        self.live_timestamp
+            .store(u64::from(timestamp), Ordering::Relaxed);
+    }
+
+    fn live_timestamp(&self) -> Option<u32> {
+        u32::try_from(self.live_timestamp.load(Ordering::Relaxed)).ok()
     }
 
     /// True while a publisher is connected.
@@ -234,6 +250,8 @@ impl Registry {
                     generation: AtomicU64::new(0),
                     state: Mutex::new(PublishState::default()),
                     watcher_count: AtomicUsize::new(0),
+                    aac_demand: AtomicUsize::new(0),
+                    live_timestamp: AtomicU64::new(u64::MAX),
                 })
             })
             .clone()
@@ -249,6 +267,16 @@ impl Registry {
         lock(&self.streams)
             .values()
             .filter(|s| s.is_live())
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Names of the streams that have had a publisher and have not ended: live, or within the
+    /// grace window after their publisher left.
+    pub fn published_streams(&self) -> Vec<String> {
+        lock(&self.streams)
+            .values()
+            .filter(|s| s.generation() > 0)
             .map(|s| s.name.clone())
             .collect()
     }
@@ -278,7 +306,8 @@ impl Registry {
             return Err(PublishError::InUse);
         }
         let resume_after = match state.left_at {
-            _ if took_over => state.last_timestamp,
+            // The superseded publisher never released: continue from what it last sent.
+            _ if took_over => stream.live_timestamp().or(state.last_timestamp),
             Some(left) if now.saturating_duration_since(left) <= self.policy.grace => {
                 state.last_timestamp
             }

@@ -10,13 +10,14 @@
 //! The cached metadata and sequence headers live beside the ring so that a joining watcher (or one
 //! that skipped) is always sent the codec configuration before the first keyframe.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::encoded::{Content, EncodedFrame};
+use super::encoded::{Content, EncodedFrame, Variant};
 use crate::media::{FrameRole, MediaKind};
 
 /// Bounds and the slow-watcher policy; built from the `[fanout]` config section.
@@ -43,19 +44,55 @@ impl Default for RingLimits {
     }
 }
 
-/// Header slots replayed to a watcher before its first frame.
+/// Codec configuration and metadata frames replayed to a watcher before its first frame: every
+/// configuration a track has sent (sequence start, multichannel config, per E-RTMP track, per
+/// rendition), oldest first. A new frame replaces only the slot of its own kind and key.
 #[derive(Debug, Default)]
 struct Headers {
-    metadata: Option<(u64, Arc<EncodedFrame>)>,
-    video: Option<(u64, Arc<EncodedFrame>)>,
-    audio: Option<(u64, Arc<EncodedFrame>)>,
+    slots: Vec<(u64, Arc<EncodedFrame>)>,
 }
 
 impl Headers {
     fn iter(&self) -> impl Iterator<Item = &(u64, Arc<EncodedFrame>)> {
-        [&self.metadata, &self.video, &self.audio]
-            .into_iter()
-            .flatten()
+        self.slots.iter()
+    }
+
+    fn set(&mut self, seq: u64, frame: &Arc<EncodedFrame>) {
+        self.slots.retain(|(_, f)| {
+            !(f.content == frame.content
+                && f.variant == frame.variant
+                && f.role == frame.role
+                && f.config_key == frame.config_key)
+        });
+        // Appended last: the slots stay in sequence (arrival) order.
+        self.slots.push((seq, frame.clone()));
+    }
+}
+
+/// Headers re-stamped for the join frame a late joiner starts at: built once per (header,
+/// join time) by the first watcher that needs it and shared by the watchers after it.
+#[derive(Debug, Default)]
+struct Restamped {
+    entries: Vec<(u64, u32, Arc<EncodedFrame>)>,
+}
+
+impl Restamped {
+    fn get(&mut self, seq: u64, timestamp: u32, header: &Arc<EncodedFrame>) -> Arc<EncodedFrame> {
+        if header.timestamp == timestamp {
+            return header.clone();
+        }
+        if let Some((_, _, f)) = self
+            .entries
+            .iter()
+            .find(|(s, t, _)| *s == seq && *t == timestamp)
+        {
+            return f.clone();
+        }
+        // Only the newest join time is worth keeping.
+        self.entries.retain(|(_, t, _)| *t == timestamp);
+        let restamped = header.restamped(timestamp);
+        self.entries.push((seq, timestamp, restamped.clone()));
+        restamped
     }
 }
 
@@ -68,6 +105,7 @@ pub struct Ring {
     front_seq: u64,
     bytes: usize,
     headers: Headers,
+    restamped: RefCell<Restamped>,
     /// Sequence number of the newest keyframe still in the ring.
     last_keyframe: Option<u64>,
     /// Whether the stream has carried video: if so, watchers start on a keyframe.
@@ -85,8 +123,34 @@ pub struct Cursor {
     /// Waiting for a keyframe: non-header frames are dropped until one arrives.
     skipping: bool,
     behind_since: Option<Instant>,
+    /// Which audio this watcher is sent.
+    pub audio: AudioMode,
     /// Frames this watcher skipped.
     pub dropped_frames: u64,
+}
+
+/// What audio a watcher is sent. Video, metadata and every other codec pass through untouched
+/// in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AudioMode {
+    /// The publisher's audio as sent (Opus stays Opus).
+    #[default]
+    Passthrough,
+    /// AAC: Opus audio is replaced by the stream's AAC rendition (other audio passes through).
+    Aac,
+    /// No audio at all.
+    Drop,
+}
+
+impl AudioMode {
+    /// True when a watcher in this mode is sent `frame`.
+    pub fn admits(self, frame: &EncodedFrame) -> bool {
+        match self {
+            AudioMode::Passthrough => frame.variant != Variant::Aac,
+            AudioMode::Aac => frame.variant != Variant::Opus,
+            AudioMode::Drop => frame.content != Content::Media(MediaKind::Audio),
+        }
+    }
 }
 
 /// What [`Ring::fill`] decided.
@@ -128,6 +192,7 @@ impl Ring {
             front_seq: 0,
             bytes: 0,
             headers: Headers::default(),
+            restamped: RefCell::new(Restamped::default()),
             last_keyframe: None,
             has_video: false,
             has_opaque: false,
@@ -160,14 +225,9 @@ impl Ring {
         self.has_video |= is_video || frame.role == FrameRole::Keyframe;
         self.has_opaque |= frame.content == Content::Opaque;
         match (frame.content, frame.role) {
-            (Content::Media(MediaKind::Video), FrameRole::SequenceHeader) => {
-                self.headers.video = Some((seq, frame.clone()));
-            }
-            (Content::Media(MediaKind::Audio), FrameRole::SequenceHeader) => {
-                self.headers.audio = Some((seq, frame.clone()));
-            }
-            (Content::Media(MediaKind::Script), FrameRole::Metadata) => {
-                self.headers.metadata = Some((seq, frame.clone()));
+            (Content::Media(MediaKind::Video | MediaKind::Audio), FrameRole::SequenceHeader)
+            | (Content::Media(MediaKind::Script), FrameRole::Metadata) => {
+                self.headers.set(seq, &frame);
             }
             (_, FrameRole::Keyframe) => {
                 self.last_keyframe = Some(seq);
@@ -216,6 +276,18 @@ impl Ring {
         }
     }
 
+    /// The cached video sequence header, if the stream sent one.
+    pub fn video_header(&self) -> Option<&Arc<EncodedFrame>> {
+        self.headers
+            .slots
+            .iter()
+            .rev()
+            .find(|(_, f)| {
+                f.content == Content::Media(MediaKind::Video) && f.role == FrameRole::SequenceHeader
+            })
+            .map(|(_, f)| f)
+    }
+
     /// Forgets every frame (a cross-core overrun): cursors resynchronise on the next keyframe.
     pub fn discontinuity(&mut self) {
         while !self.entries.is_empty() {
@@ -234,6 +306,7 @@ impl Ring {
             headers_sent_below: 0,
             skipping,
             behind_since: None,
+            audio: AudioMode::Passthrough,
             dropped_frames: 0,
         }
     }
@@ -249,6 +322,24 @@ impl Ring {
         batch: &mut Vec<Bytes>,
         max_items: usize,
         max_bytes: usize,
+    ) -> Fill {
+        self.fill_with(cursor, now, max_items, max_bytes, |frame| {
+            let b = egress.bytes_of(frame)?;
+            batch.push(b.clone());
+            Some(b.len())
+        })
+    }
+
+    /// [`Ring::fill`] for a caller that serialises frames itself (a push to another server):
+    /// `take` is offered each frame due, in order, and returns the bytes it queued, or `None`
+    /// when it does not carry that frame. At most `max_items` frames, roughly `max_bytes`.
+    pub fn fill_with(
+        &self,
+        cursor: &mut Cursor,
+        now: Instant,
+        max_items: usize,
+        max_bytes: usize,
+        mut take: impl FnMut(&Arc<EncodedFrame>) -> Option<usize>,
     ) -> Fill {
         let head = self.head_seq();
         let lag = self.lag(cursor);
@@ -275,21 +366,34 @@ impl Ring {
             return Fill::Disconnect;
         }
 
-        let start_len = batch.len();
+        let mut items = 0;
         let mut bytes = 0;
-        // Headers first: any cached header older than the cursor that it has not been sent.
+        // Headers first: any cached header older than the cursor that it has not been sent,
+        // stamped with the time of the frame the watcher continues at (a late joiner's
+        // configuration must not sit seconds or minutes before its first frame).
+        let join_ts = self
+            .entries
+            .get(cursor.next_seq.saturating_sub(self.front_seq) as usize)
+            .or(self.entries.back())
+            .map(|f| f.timestamp);
         for (seq, frame) in self.headers.iter() {
             if *seq < cursor.next_seq
                 && *seq >= cursor.headers_sent_below
-                && let Some(b) = egress.bytes_of(frame)
+                && cursor.audio.admits(frame)
             {
-                bytes += b.len();
-                batch.push(b.clone());
+                let frame = match join_ts {
+                    Some(ts) => self.restamped.borrow_mut().get(*seq, ts, frame),
+                    None => frame.clone(),
+                };
+                if let Some(n) = take(&frame) {
+                    bytes += n;
+                    items += 1;
+                }
             }
         }
         cursor.headers_sent_below = cursor.next_seq;
 
-        while cursor.next_seq < head && batch.len() - start_len < max_items && bytes < max_bytes {
+        while cursor.next_seq < head && items < max_items && bytes < max_bytes {
             let Some(frame) = self
                 .entries
                 .get((cursor.next_seq - self.front_seq) as usize)
@@ -307,17 +411,15 @@ impl Ring {
                     }
                 }
             }
-            if let Some(b) = egress.bytes_of(frame) {
-                bytes += b.len();
-                batch.push(b.clone());
+            if cursor.audio.admits(frame)
+                && let Some(n) = take(frame)
+            {
+                bytes += n;
+                items += 1;
             }
         }
         cursor.headers_sent_below = cursor.next_seq;
-        if batch.len() > start_len {
-            Fill::Ready
-        } else {
-            Fill::Idle
-        }
+        if items > 0 { Fill::Ready } else { Fill::Idle }
     }
 
     /// Moves a lagging or overrun cursor to the newest keyframe (or to the head, waiting for
@@ -340,7 +442,7 @@ impl Ring {
     }
 
     /// How far (in media time) the cursor's next frame is behind the newest frame.
-    fn lag(&self, cursor: &Cursor) -> Duration {
+    pub fn lag(&self, cursor: &Cursor) -> Duration {
         let (Some(newest), Some(next)) = (
             self.entries.back(),
             self.entries

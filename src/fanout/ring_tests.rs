@@ -71,7 +71,8 @@ fn joining_watcher_gets_headers_then_the_newest_gop() {
     assert_eq!(fill, Fill::Ready);
     // header, then the keyframe at ts 50 and the four inter frames after it
     assert_eq!(batch.len(), 6);
-    assert_eq!(batch[0], hdr.rtmp());
+    // The header is stamped with the join frame's time, not its own (0).
+    assert_eq!(batch[0], hdr.restamped(50).rtmp());
     assert_eq!(batch[1], key(50).rtmp());
     assert_eq!(batch[5], inter(90).rtmp());
 }
@@ -122,8 +123,8 @@ fn lagging_watcher_jumps_to_the_newer_keyframe_and_counts_drops() {
     assert_eq!(fill, Fill::Ready);
     assert_eq!(
         batch[0],
-        header().rtmp(),
-        "the owed sequence header comes first"
+        header().restamped(1500).rtmp(),
+        "the owed sequence header comes first, at the join frame's time"
     );
     assert_eq!(batch[1], key(1500).rtmp(), "resumes at the newest keyframe");
     assert!(
@@ -280,4 +281,95 @@ fn overrun_opaque_watcher_with_join_points_resumes_at_the_newest() {
     assert_eq!(fill, Fill::Ready);
     assert_eq!(batch.len(), 10, "from the join point at 30 to the head");
     assert!(cursor.dropped_frames > 0);
+}
+
+fn ex_audio(ts: u32, body: &'static [u8], variant: Variant) -> Arc<EncodedFrame> {
+    Arc::new(EncodedFrame::media_variant(
+        Frame::new(MediaKind::Audio, ts, Bytes::from_static(body)),
+        CHUNK,
+        variant,
+    ))
+}
+
+#[test]
+fn every_audio_config_packet_is_replayed_in_order_and_replaced_only_by_its_own_kind() {
+    let mut ring = Ring::new(limits());
+    let start = ex_audio(0, b"\x90OpusOpusHead1", Variant::Opus);
+    let multichannel = ex_audio(0, b"\x94Opus\x00\x02", Variant::Opus);
+    ring.push(header());
+    ring.push(start.clone());
+    ring.push(multichannel.clone());
+    ring.push(key(1000));
+    let mut cursor = ring.join();
+    let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(batch[0], header().restamped(1000).rtmp());
+    assert_eq!(
+        batch[1],
+        start.restamped(1000).rtmp(),
+        "the OpusHead survives"
+    );
+    assert_eq!(batch[2], multichannel.restamped(1000).rtmp());
+    assert_eq!(batch[3], key(1000).rtmp());
+
+    // A new SequenceStart replaces the old one only; the multichannel config stays.
+    let start2 = ex_audio(1100, b"\x90OpusOpusHead2", Variant::Opus);
+    ring.push(start2.clone());
+    ring.push(key(2000));
+    let mut cursor = ring.join();
+    let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch[1], multichannel.restamped(2000).rtmp());
+    assert_eq!(batch[2], start2.restamped(2000).rtmp());
+}
+
+#[test]
+fn late_joiners_share_one_restamped_copy_of_each_header() {
+    let mut ring = Ring::new(limits());
+    ring.push(header());
+    ring.push(key(97_834));
+    let (_, a) = drain(&ring, &mut ring.join(), Instant::now());
+    let (_, b) = drain(&ring, &mut ring.join(), Instant::now());
+    assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "built once, shared");
+    // RTMP chunk type 0 header: the timestamp is bytes 1..4.
+    assert_eq!(&a[0][1..4], &[0x01, 0x7e, 0x2a], "stamped 97 834 ms");
+}
+
+#[test]
+fn aac_watchers_see_the_rendition_and_passthrough_watchers_the_opus() {
+    let mut ring = Ring::new(limits());
+    let opus_head = ex_audio(0, b"\x90OpusOpusHead", Variant::Opus);
+    let aac_header = ex_audio(0, &[0xaf, 0, 0x11, 0x90], Variant::Aac);
+    let opus = ex_audio(20, b"\x91Opus\xfc", Variant::Opus);
+    let aac = ex_audio(21, &[0xaf, 1, 0x21], Variant::Aac);
+    for f in [&opus_head, &aac_header] {
+        ring.push(f.clone());
+    }
+    ring.push(key(0));
+    ring.push(opus.clone());
+    ring.push(aac.clone());
+    let mut passthrough = ring.join();
+    let (_, got) = drain(&ring, &mut passthrough, Instant::now());
+    assert_eq!(
+        got,
+        vec![
+            opus_head.rtmp().clone(),
+            key(0).rtmp().clone(),
+            opus.rtmp().clone()
+        ]
+    );
+    let mut wants_aac = ring.join();
+    wants_aac.audio = AudioMode::Aac;
+    let (_, got) = drain(&ring, &mut wants_aac, Instant::now());
+    assert_eq!(
+        got,
+        vec![
+            aac_header.rtmp().clone(),
+            key(0).rtmp().clone(),
+            aac.rtmp().clone()
+        ]
+    );
+    let mut silent = ring.join();
+    silent.audio = AudioMode::Drop;
+    let (_, got) = drain(&ring, &mut silent, Instant::now());
+    assert_eq!(got, vec![key(0).rtmp().clone()]);
 }

@@ -9,9 +9,12 @@
 //! Classification (keyframe, sequence header, disposable) is read from the first bytes of the
 //! payload, for legacy FLV codecs and for Enhanced RTMP (E-RTMP v2) alike. Nothing here does IO.
 
+pub mod aac;
 pub mod annexb;
 pub mod annexb_chunker;
 pub mod avc;
+pub mod codec;
+pub mod stream_info;
 
 use bytes::Bytes;
 
@@ -132,11 +135,54 @@ fn classify_audio(payload: &[u8]) -> FrameRole {
             0 => FrameRole::SequenceHeader, // SequenceStart
             1 => FrameRole::Audio,          // CodedFrames
             4 => FrameRole::SequenceHeader, // MultichannelConfig
-            5 => FrameRole::Audio,          // Multitrack
+            // Multitrack: the inner AudioPacketType is the low nibble of the next byte.
+            5 => match payload.get(1).map(|b| b & 0x0f) {
+                Some(0 | 4) => FrameRole::SequenceHeader,
+                Some(_) => FrameRole::Audio,
+                None => FrameRole::Other,
+            },
             _ => FrameRole::Other,
         },
         _ => FrameRole::Audio,
     }
+}
+
+/// Which configuration slot a codec configuration frame (sequence header or metadata) fills:
+/// frames with the same kind and key replace each other in the GOP cache; different keys are
+/// all kept and replayed in their order. The key is the E-RTMP packet type (SequenceStart,
+/// MultichannelConfig, MPEG2TSSequenceStart) and, for E-RTMP multitrack, the track id in the
+/// high byte; legacy FLV and `onMetaData` have one slot each (key 0).
+pub fn config_key(kind: MediaKind, payload: &[u8]) -> u16 {
+    let (Some(&first), MediaKind::Audio | MediaKind::Video) = (payload.first(), kind) else {
+        return 0;
+    };
+    let (ex, packet_type, multitrack) = match kind {
+        MediaKind::Audio => (first >> 4 == 9, first & 0x0f, 5),
+        _ => (first & 0x80 != 0, first & 0x0f, 6),
+    };
+    if !ex {
+        return 0;
+    }
+    if packet_type != multitrack {
+        return u16::from(packet_type);
+    }
+    // Multitrack: [type<<4 | inner packet type] then, unless every track has its own codec
+    // (type 2), the FourCC, then the first track's id.
+    let Some(&second) = payload.get(1) else {
+        return u16::from(packet_type);
+    };
+    let track_at = if second >> 4 == 2 { 2 } else { 6 };
+    let track = payload.get(track_at).copied().unwrap_or(0);
+    u16::from(track) << 8 | u16::from(second & 0x0f)
+}
+
+/// True for an Enhanced RTMP audio message whose codec is Opus (FourCC `Opus`).
+pub fn is_opus_audio(kind: MediaKind, payload: &[u8]) -> bool {
+    kind == MediaKind::Audio
+        && payload
+            .first()
+            .is_some_and(|b| b >> 4 == 9 && b & 0x0f != 5)
+        && payload.get(1..5) == Some(b"Opus")
 }
 
 fn classify_video(payload: &[u8]) -> FrameRole {
@@ -150,8 +196,12 @@ fn classify_video(payload: &[u8]) -> FrameRole {
         return match packet_type {
             0 | 5 => FrameRole::SequenceHeader, // SequenceStart, MPEG2TSSequenceStart
             4 => FrameRole::Metadata,           // HDR metadata: keep it with the headers
+            // Multitrack: a sequence start inside is still a sequence header.
+            6 if payload.get(1).is_some_and(|b| matches!(b & 0x0f, 0 | 5)) => {
+                FrameRole::SequenceHeader
+            }
             1 | 3 | 6 => video_frame_role(frame_type), // CodedFrames, CodedFramesX, Multitrack
-            _ => FrameRole::Other,              // SequenceEnd, ModEx, reserved
+            _ => FrameRole::Other,                     // SequenceEnd, ModEx, reserved
         };
     }
     let frame_type = first >> 4;
@@ -234,6 +284,28 @@ mod tests {
         assert_eq!(classify(MediaKind::Audio, b"\x91Opus"), FrameRole::Audio);
         assert_eq!(classify(MediaKind::Audio, &[0x2f, 0xff]), FrameRole::Audio);
         assert_eq!(classify(MediaKind::Audio, &[]), FrameRole::Other);
+    }
+
+    #[test]
+    fn config_keys_separate_sequence_start_multichannel_config_and_tracks() {
+        let start = config_key(MediaKind::Audio, b"\x90Opus\x01");
+        let multichannel = config_key(MediaKind::Audio, b"\x94Opus\x00");
+        assert_ne!(start, multichannel);
+        assert_eq!(config_key(MediaKind::Audio, &[0xaf, 0, 0x12, 0x10]), 0);
+        // Multitrack (OneTrack, SequenceStart, Opus, track 1) vs track 2.
+        let t1 = config_key(MediaKind::Audio, b"\x95\x00Opus\x01");
+        let t2 = config_key(MediaKind::Audio, b"\x95\x00Opus\x02");
+        assert_ne!(t1, t2);
+        assert_eq!(
+            classify(MediaKind::Audio, b"\x95\x00Opus\x01"),
+            FrameRole::SequenceHeader
+        );
+        assert_eq!(
+            classify(MediaKind::Audio, b"\x95\x01Opus\x01"),
+            FrameRole::Audio
+        );
+        assert!(is_opus_audio(MediaKind::Audio, b"\x91Opus\xfc"));
+        assert!(!is_opus_audio(MediaKind::Audio, &[0xaf, 1, 0x21]));
     }
 
     #[test]

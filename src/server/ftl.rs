@@ -30,6 +30,7 @@ use super::runtime::{self, BufResult, UdpSocket};
 use super::streams::Ingest;
 use crate::config::FtlConfig;
 use crate::fanout::PublishError;
+use crate::media::stream_info::{Announced, StreamInfo};
 use crate::metrics::Protocol;
 use crate::proto::ftl::{
     CHALLENGE_LEN, ControlConfig, ControlError, ControlEvent, ControlSession, MediaConfig,
@@ -334,7 +335,12 @@ impl Connection {
             }
         };
         let now = Instant::now();
-        let publisher = match Ingest::claim(&self.core, Protocol::Ftl, &name, name.clone()) {
+        let publisher = match Ingest::claim(
+            &self.core,
+            Protocol::Ftl,
+            &name,
+            config.shown_stream_name(&name),
+        ) {
             Ok(publisher) => publisher,
             Err(PublishError::InUse) => {
                 warn!(%peer, stream = %name, "FTL publish refused: channel in use (406)");
@@ -372,6 +378,15 @@ impl Connection {
             media,
             SourceFilter::new(peer.ip()),
             publisher,
+            StreamInfo::new(Announced {
+                width: attributes.video.as_ref().and_then(|v| v.width),
+                height: attributes.video.as_ref().and_then(|v| v.height),
+                has_video: attributes.video.is_some(),
+                has_audio: attributes.audio.is_some(),
+                encoder: format!("{} {}", attributes.vendor_name, attributes.vendor_version)
+                    .trim()
+                    .to_owned(),
+            }),
             name,
             now,
         );
@@ -393,6 +408,14 @@ impl Connection {
             (End::Io(e), _) => debug!(%peer, error = %e, "FTL control closed: io error"),
         }
         if let Some(media) = self.media {
+            media.note_end(match (&end, self.shared.guard.cut()) {
+                (_, Some(cut)) => format!("control connection cut: {cut}"),
+                (End::Disconnected, _) => "clean DISCONNECT".to_owned(),
+                (End::Refused(ResponseCode::ServerTerminate), _) => "shutdown (410)".to_owned(),
+                (End::Refused(code), _) => format!("ended with {}", code.code()),
+                (End::Protocol(reason), _) => format!("protocol error: {reason}"),
+                (End::PeerClosed | End::Io(_), _) => "control connection lost".to_owned(),
+            });
             media.stop();
         }
         runtime::shutdown(self.shared.guard.stream());

@@ -26,6 +26,9 @@ use super::Core;
 use super::ftl::ControlShared;
 use super::runtime::{self, BufResult, UdpSocket};
 use super::streams::Ingest;
+use crate::fanout::Variant;
+use crate::media::stream_info::StreamInfo;
+use crate::media::{Frame, MediaKind};
 use crate::metrics::Counter;
 use crate::proto::ftl::{MediaSession, ResponseCode, SourceFilter};
 
@@ -53,6 +56,8 @@ struct MediaState {
     counters: RecvCounters,
     last_media: Instant,
     media_seen: bool,
+    /// Builds the stream's `onMetaData` (FTL carries none).
+    info: StreamInfo,
 }
 
 /// The control driver's handle on a stream's media tasks.
@@ -64,6 +69,8 @@ pub struct MediaLink {
     stopped: Cell<bool>,
     name: String,
     accepted_at: Instant,
+    /// Why the session ended, for its end-of-session line (the first reason noted wins).
+    end_reason: RefCell<Option<String>>,
 }
 
 /// Starts the receive and timer tasks of an accepted stream.
@@ -75,6 +82,7 @@ pub fn start(
     session: MediaSession,
     filter: SourceFilter,
     publisher: Ingest,
+    info: StreamInfo,
     name: String,
     now: Instant,
 ) -> Rc<MediaLink> {
@@ -90,10 +98,12 @@ pub fn start(
             counters: RecvCounters::default(),
             last_media: now,
             media_seen: false,
+            info,
         }),
         stopped: Cell::new(false),
         name,
         accepted_at: now,
+        end_reason: RefCell::new(None),
     });
     runtime::spawn(link.clone().receive_loop()).detach();
     runtime::spawn(link.clone().timer_loop()).detach();
@@ -101,6 +111,14 @@ pub fn start(
 }
 
 impl MediaLink {
+    /// Notes why the session is ending, unless a reason was already noted.
+    pub fn note_end(&self, reason: impl Into<String>) {
+        let mut slot = self.end_reason.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(reason.into());
+        }
+    }
+
     /// Ends the media side: finishes the publisher (grace window), logs the counters and wakes
     /// the receive loop so the socket closes. Idempotent.
     pub fn stop(&self) {
@@ -123,8 +141,15 @@ impl MediaLink {
         } else {
             counters.datagrams as f64 / counters.recv_calls as f64
         };
+        let reason = self
+            .end_reason
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "ended".to_owned());
         info!(
             stream = %self.name,
+            %reason,
+            duration_s = self.accepted_at.elapsed().as_secs_f64(),
             frames = counters.frames,
             video_frames = stats.video_frames,
             audio_frames = stats.audio_frames,
@@ -186,6 +211,7 @@ impl MediaLink {
         }
         if !self.stopped.get() {
             // The media socket failed under a live session: end the session as a whole.
+            self.note_end("media socket failed");
             runtime::shutdown(self.control.guard.stream());
         }
         self.stop();
@@ -233,6 +259,7 @@ impl MediaLink {
 
     fn superseded(&self) {
         info!(stream = %self.name, "FTL publisher replaced by a new one (takeover)");
+        self.note_end("taken over");
         let mut state = self.state.borrow_mut();
         state.publisher = None;
         drop(state);
@@ -278,12 +305,14 @@ impl MediaLink {
             }
             if !media_seen && now.saturating_duration_since(self.accepted_at) >= no_media {
                 info!(stream = %self.name, "FTL: no media arrived in time (408)");
+                self.note_end("no media (408)");
                 self.control.end_with(ResponseCode::NoMediaTimeout).await;
                 break;
             }
             let last_control = self.control.last_control.get();
             if now.saturating_duration_since(last_media.max(last_control)) >= idle {
                 info!(stream = %self.name, "FTL: control and media idle; closing");
+                self.note_end("control and media idle");
                 runtime::shutdown(self.control.guard.stream());
                 break;
             }
@@ -297,6 +326,19 @@ fn push_frames(state: &mut MediaState) -> bool {
         let Some(publisher) = state.publisher.as_mut() else {
             continue;
         };
+        if let Some(meta) = state.info.observe(&frame) {
+            let ts = frame.timestamp;
+            let script = |body| Frame::new(MediaKind::Script, ts, body);
+            if publisher
+                .push_variant(script(meta.opus), Variant::Opus)
+                .is_err()
+                || publisher
+                    .push_variant(script(meta.aac), Variant::Aac)
+                    .is_err()
+            {
+                return true;
+            }
+        }
         if publisher.push(frame).is_err() {
             return true;
         }

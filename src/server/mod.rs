@@ -16,6 +16,7 @@ pub mod ftl_media;
 pub mod guard;
 pub mod http;
 pub mod net;
+pub mod push;
 pub mod reader;
 pub mod rtmp;
 pub mod rtmp_client;
@@ -84,6 +85,8 @@ impl ShutdownSignal {
 pub struct Node {
     pub workers: usize,
     pub metrics: Arc<Metrics>,
+    /// Restream destinations and their status.
+    pub pushes: Arc<push::Pushes>,
     /// Every worker reported ready.
     started: AtomicBool,
     /// A shutdown signal arrived: readiness is withdrawn for good.
@@ -95,10 +98,16 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(workers: usize, certs: Option<Arc<CertStore>>, cluster: Arc<cluster::Cluster>) -> Self {
+    fn new(
+        workers: usize,
+        certs: Option<Arc<CertStore>>,
+        cluster: Arc<cluster::Cluster>,
+        pushes: Arc<push::Pushes>,
+    ) -> Self {
         Node {
             workers,
             metrics: Metrics::new(workers),
+            pushes,
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             certs,
@@ -194,8 +203,17 @@ fn ring_limits(config: &Config) -> RingLimits {
     }
 }
 
+/// Re-reads the configuration (SIGHUP).
+pub type Reload = Arc<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send + Sync>;
+
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
+    run_with_reload(config, None)
+}
+
+/// Runs the relay until SIGINT or SIGTERM; on SIGHUP, `reload` re-reads the configuration and
+/// the `[[push]]` destinations are replaced (see [`push::reload_on_sighup`]).
+pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), StartError> {
     let config = Arc::new(config);
     let workers = config.server.worker_count().max(1);
     if config.server.handover_listeners {
@@ -238,7 +256,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         channels,
         shutdown: ShutdownSignal::new(workers),
-        node: Arc::new(Node::new(workers, certs, cluster)),
+        node: Arc::new(Node::new(
+            workers,
+            certs,
+            cluster,
+            Arc::new(push::Pushes::new(&config.push)),
+        )),
         tls,
     });
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -269,9 +292,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     shared.node.started.store(true, Ordering::Release);
     info!(workers, "ringcast is ready");
+    if crate::media::aac::AVAILABLE {
+        info!(
+            aac_bitrate_kbps = config.audio.aac_bitrate_kbps,
+            "Opus audio is served as AAC to players that cannot take Opus"
+        );
+    } else {
+        warn!(
+            "built without the `aac` feature: every player gets Opus audio as published \
+             (no AAC rendition; players without Opus support get no sound)"
+        );
+    }
     wait_for_shutdown(
         &shared.node,
         Duration::from_millis(config.server.shutdown_drain_ms),
+        reload,
     );
     shared.shutdown.trigger();
     let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
@@ -287,7 +322,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
 /// Waits for SIGINT or SIGTERM, withdraws readiness, then keeps serving for `drain` (a second
 /// signal cuts it short) so a load balancer moves new clients elsewhere before workers stop.
-fn wait_for_shutdown(node: &Node, drain: Duration) {
+fn wait_for_shutdown(node: &Node, drain: Duration, reload: Option<Reload>) {
     let Ok((rt, _)) = runtime::build(None, &IoUringConfig::default()) else {
         // No runtime for signals: park forever; the process still dies on SIGTERM's default.
         loop {
@@ -295,7 +330,16 @@ fn wait_for_shutdown(node: &Node, drain: Duration) {
         }
     };
     rt.block_on(async {
-        next_signal(node).await;
+        // Keeps a SIGHUP handler installed for good: the runtime restores the default action
+        // (which ends the process) whenever the last listener of a signal goes, as each
+        // `next_signal` listener does once it fired.
+        let mut hup_guard = std::pin::pin!(compio::signal::unix::signal(libc::SIGHUP));
+        poll_fn(|cx| {
+            let _ = hup_guard.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        next_signal(node, reload.as_ref()).await;
         node.draining.store(true, Ordering::Release);
         if drain.is_zero() {
             info!("shutting down");
@@ -306,14 +350,14 @@ fn wait_for_shutdown(node: &Node, drain: Duration) {
             "shutting down: readiness withdrawn, draining (a second signal stops at once)"
         );
         let waited = std::pin::pin!(runtime::sleep(drain));
-        let signalled = std::pin::pin!(next_signal(node));
+        let signalled = std::pin::pin!(next_signal(node, reload.as_ref()));
         futures_util::future::select(waited, signalled).await;
         info!("drain over; stopping the workers");
     });
 }
 
 /// Waits for SIGINT or SIGTERM; a SIGHUP meanwhile reloads the TLS certificate.
-async fn next_signal(node: &Node) {
+async fn next_signal(node: &Node, reload: Option<&Reload>) {
     loop {
         let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
         let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
@@ -321,8 +365,16 @@ async fn next_signal(node: &Node) {
         let stop = futures_util::future::select(sigint, sigterm);
         match futures_util::future::select(stop, sighup).await {
             futures_util::future::Either::Left(_) => return,
-            futures_util::future::Either::Right(_) => reload_certificate(node),
+            futures_util::future::Either::Right(_) => on_sighup(node, reload),
         }
+    }
+}
+
+/// SIGHUP, the node's one handler: the TLS certificate, then the `[[push]]` destinations.
+fn on_sighup(node: &Node, reload: Option<&Reload>) {
+    reload_certificate(node);
+    if let Some(reload) = reload {
+        push::reload(&node.pushes, reload);
     }
 }
 
@@ -393,7 +445,8 @@ fn worker(
     rt.block_on(async move {
         let mut hub = CoreHub::new(index, registry, ring_limits(&config))
             .with_chunk_size(config.rtmp.chunk_size as usize)
-            .with_metrics(shared.node.metrics.core(index));
+            .with_metrics(shared.node.metrics.core(index))
+            .with_aac_bitrate(config.audio.aac_bitrate_kbps);
         let coalesce = Duration::from_micros(config.fanout.write_coalesce_us);
         if !coalesce.is_zero() {
             hub = hub.deferring_wakes();
@@ -423,6 +476,7 @@ fn worker(
             runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
         }
         runtime::spawn(drain_inbox(hub)).detach();
+        runtime::spawn(push::supervise(core.clone())).detach();
         let ftl_core = Rc::new(ftl::FtlCore::default());
         for (driver, spec, listener) in bound {
             if index == 0 {

@@ -22,8 +22,8 @@ use super::reader::Reader;
 use super::runtime::{self, BufResult};
 use super::streams::{Ingest, Viewer};
 use super::watch::{Control, LocalNotify};
-use crate::config::redact_key;
-use crate::fanout::{Egress, PublishError, StreamState};
+use crate::config::Config;
+use crate::fanout::{AudioMode, Egress, PublishError, StreamState};
 use crate::metrics::Protocol;
 use crate::proto::rtmp::{
     ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig, SessionError,
@@ -36,10 +36,10 @@ fn is_fstream_channel(full: &str) -> bool {
 }
 
 /// The stream name for an RTMP app and publish/play name: `app/key`, the query string dropped.
-fn stream_name(app: &str, name: &str) -> (String, String) {
+fn stream_name(config: &Config, app: &str, name: &str) -> (String, String) {
     let key = name.split('?').next().unwrap_or(name);
     let full = format!("{app}/{key}");
-    let shown = format!("{app}/{}", redact_key(key));
+    let shown = config.shown_stream_name(&full);
     (full, shown)
 }
 
@@ -47,7 +47,8 @@ fn stream_name(app: &str, name: &str) -> (String, String) {
 enum Role {
     /// Handshaking or connected but neither publishing nor playing yet.
     Pending,
-    Publishing(Ingest),
+    /// Boxed: the ingest (with its audio rendition state) is far larger than the others.
+    Publishing(Box<Ingest>),
     Playing {
         control: Rc<PlayControl>,
     },
@@ -306,7 +307,7 @@ impl Connection {
     }
 
     fn start_publish(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
-        let (full, shown) = stream_name(app, name);
+        let (full, shown) = stream_name(&self.core.config, app, name);
         let cfg = &self.core.config;
         if !matches!(self.role, Role::Pending) {
             self.session.borrow_mut().reject_publish(
@@ -356,7 +357,7 @@ impl Connection {
                     "publish started"
                 );
                 self.session.borrow_mut().accept_publish(stream_id);
-                self.role = Role::Publishing(ingest);
+                self.role = Role::Publishing(Box::new(ingest));
                 None
             }
             Err(PublishError::InUse) => {
@@ -372,7 +373,7 @@ impl Connection {
     }
 
     fn start_play(&mut self, stream_id: u32, app: &str, name: &str) -> Option<End> {
-        let (full, shown) = stream_name(app, name);
+        let (full, shown) = stream_name(&self.core.config, app, name);
         if !matches!(self.role, Role::Pending) {
             self.session.borrow_mut().reject_play(
                 stream_id,
@@ -426,7 +427,7 @@ impl Connection {
             // accept_play's replies are already queued.
             output_queued: Cell::new(true),
         });
-        let viewer = Viewer::subscribe(
+        let mut viewer = Viewer::subscribe(
             &self.core,
             &self.guard,
             self.peer,
@@ -434,6 +435,14 @@ impl Connection {
             (full, shown),
             Egress::Rtmp,
         );
+        // Enhanced RTMP players that listed Opus get it as published; the others get AAC.
+        viewer
+            .watcher()
+            .set_audio(if self.session.borrow().takes_opus() {
+                AudioMode::Passthrough
+            } else {
+                AudioMode::Aac
+            });
         let task_control = control.clone();
         // Dropping the viewer at the end shuts the socket down, so the reader ends too.
         runtime::spawn(async move { viewer.play(&*task_control).await }).detach();

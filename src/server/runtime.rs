@@ -18,7 +18,7 @@ pub use compio::BufResult;
 pub use compio::buf::{IntoInner, IoBuf};
 pub use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UdpSocket};
-pub use compio::runtime::{Runtime, spawn};
+pub use compio::runtime::{JoinHandle, Runtime, spawn};
 pub use compio::time::{sleep, sleep_until};
 
 /// Provided buffers in each runtime's pool (multishot receive of FTL media).

@@ -18,6 +18,7 @@ pub enum Amf {
     Bool(bool),
     Str(String),
     Object(Vec<(String, Amf)>),
+    StrictArray(Vec<Amf>),
     Null,
 }
 
@@ -47,6 +48,13 @@ impl Amf {
                     v.encode(out);
                 }
                 out.extend_from_slice(&[0x00, 0x00, 0x09]);
+            }
+            Amf::StrictArray(items) => {
+                out.push(0x0a);
+                out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+                for v in items {
+                    v.encode(out);
+                }
             }
             Amf::Null => out.push(0x05),
         }
@@ -280,9 +288,25 @@ impl RawRtmp {
     /// Handshake + `connect(app)` over `stream`, `prefix` (a PROXY protocol header) sent in the
     /// same write as C0+C1.
     pub fn over_after(stream: TcpStream, prefix: &[u8], port: u16, app: &str) -> RawRtmp {
+        RawRtmp::connect_with(stream, prefix, port, app, Vec::new())
+    }
+
+    /// Handshake + `connect(app)` with `extra` properties in the command object (an Enhanced
+    /// RTMP `fourCcList`, say).
+    pub fn connected_with(port: u16, app: &str, extra: Vec<(String, Amf)>) -> RawRtmp {
+        RawRtmp::connect_with(tcp(port), &[], port, app, extra)
+    }
+
+    fn connect_with(
+        stream: TcpStream,
+        prefix: &[u8],
+        port: u16,
+        app: &str,
+        extra: Vec<(String, Amf)>,
+    ) -> RawRtmp {
         let mut c = RawRtmp::handshaken_after(stream, prefix, port);
         let tc_url = format!("rtmp://127.0.0.1:{port}/{app}");
-        let obj = Amf::Object(vec![
+        let mut props = vec![
             ("app".into(), Amf::str(app)),
             ("type".into(), Amf::str("nonprivate")),
             (
@@ -290,7 +314,9 @@ impl RawRtmp {
                 Amf::str("FMLE/3.0 (compatible; ringcast-tests)"),
             ),
             ("tcUrl".into(), Amf::Str(tc_url)),
-        ]);
+        ];
+        props.extend(extra);
+        let obj = Amf::Object(props);
         c.send_command(3, 0, "connect", &[obj]);
         let reply = c.expect_command(&["_result", "_error"], Duration::from_secs(10));
         assert_eq!(

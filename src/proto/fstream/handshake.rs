@@ -176,6 +176,7 @@ mod tests {
                 channel_password: Some(Secret::new("123")),
                 delay: None,
                 stream: None,
+                audio: None,
                 unknown_keys: vec![],
             }
         );
@@ -197,6 +198,7 @@ mod tests {
                 channel_password: Some(Secret::new("456")),
                 delay: Some(0.1),
                 stream: None,
+                audio: None,
                 unknown_keys: vec![],
             }
         );

@@ -5,7 +5,8 @@
 //!
 //! - `ACTION` is `watch` or `broadcast`.
 //! - Known keys: `user`, `user-password`, `channel` (default [`DEFAULT_CHANNEL`]),
-//!   `channel-password`, `delay` (seconds, finite, `0..=`[`MAX_DELAY_SECS`]), `stream`.
+//!   `channel-password`, `delay` (seconds, finite, `0..=`[`MAX_DELAY_SECS`]), `stream`,
+//!   `audio` (`opus`: a media stream's Opus audio as published rather than its AAC rendition).
 //!   Other keys are accepted and their *names* kept in [`Request::unknown_keys`] (forward
 //!   compatibility; values are dropped since they might be secrets).
 //! - **Duplicate keys are rejected**, known or not: a request that says `user=a,user=b` means
@@ -95,6 +96,9 @@ pub struct Request {
     pub delay: Option<f64>,
     /// ringcast extension: `APP/KEY` of an RTMP/FTL stream to watch.
     pub stream: Option<String>,
+    /// ringcast extension: `audio=opus` asks for a stream's Opus audio as published instead of
+    /// its AAC rendition (FLV watches only; any other value means the default, AAC).
+    pub audio: Option<String>,
     /// Names (never values) of keys this version does not know.
     pub unknown_keys: Vec<String>,
 }
@@ -137,6 +141,7 @@ struct Fields<'a> {
     channel_password: Option<&'a str>,
     delay: Option<&'a str>,
     stream: Option<&'a str>,
+    audio: Option<&'a str>,
     unknown: Vec<&'a str>,
 }
 
@@ -183,6 +188,7 @@ fn collect_fields<'a>(items: impl Iterator<Item = &'a str>) -> Result<Fields<'a>
             "channel-password" => &mut fields.channel_password,
             "delay" => &mut fields.delay,
             "stream" => &mut fields.stream,
+            "audio" => &mut fields.audio,
             _ => {
                 if fields.unknown.contains(&key) {
                     return Err(duplicate(key));
@@ -231,6 +237,7 @@ fn build(action: Action, f: Fields<'_>) -> Result<Request, HandshakeError> {
         channel_password: f.channel_password.map(Secret::new),
         delay: f.delay.map(parse_delay).transpose()?,
         stream: f.stream.map(str::to_owned),
+        audio: f.audio.map(str::to_owned),
         unknown_keys: f.unknown.into_iter().map(str::to_owned).collect(),
     })
 }

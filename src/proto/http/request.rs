@@ -69,6 +69,8 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// The request announced a body, which the server will not read.
     pub has_body: bool,
+    /// The token of `Authorization: Bearer <token>`, if sent. A secret: `Debug` hides it.
+    pub bearer: Option<String>,
 }
 
 impl std::fmt::Debug for RequestHead {
@@ -81,6 +83,7 @@ impl std::fmt::Debug for RequestHead {
             .field("host", &self.host)
             .field("keep_alive", &self.keep_alive)
             .field("has_body", &self.has_body)
+            .field("bearer", &self.bearer.as_ref().map(|_| "****"))
             .finish()
     }
 }
@@ -233,6 +236,7 @@ fn build(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError> 
     let mut keep_alive = false;
     let mut content_length: Option<u64> = None;
     let mut chunked_or_other_coding = false;
+    let mut bearer = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
@@ -260,6 +264,13 @@ fn build(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError> 
             content_length = Some(len);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked_or_other_coding = true;
+        } else if name.eq_ignore_ascii_case("authorization") {
+            // RFC 6750 §2.1: `Bearer` (any case), one or more spaces, the token.
+            bearer = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_owned());
         }
     }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
@@ -283,6 +294,7 @@ fn build(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError> 
         host,
         keep_alive,
         has_body,
+        bearer,
     })
 }
 

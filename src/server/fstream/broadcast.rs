@@ -54,7 +54,7 @@ enum Intake {
 pub async fn run(mut conn: Conn, request: Request) {
     let peer = conn.peer;
     let name = request.stream_name();
-    let shown = shown_name(&request);
+    let shown = shown_name(&conn.core.config, &request);
     let cfg = &conn.core.config.fstream;
     if let Err(e) = authenticate(cfg, &request.user, request.user_password.as_ref()) {
         warn!(%peer, user = %request.user, stream = %shown, reason = %e, "fstream broadcast refused: authentication failed");

@@ -34,9 +34,9 @@ use tracing::{debug, info, warn};
 use super::Core;
 use super::accept::Accepted;
 pub use super::conn::Conn;
-use crate::config::{FstreamConfig, redact_key};
+use crate::config::{Config, FstreamConfig};
 use crate::metrics::Protocol;
-use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, Target, parse_user_ini};
+use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, parse_user_ini};
 
 /// What a broadcaster's bytes turned out to be (from their first bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,7 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
     for key in &request.unknown_keys {
         info!(%peer, key = %key, "fstream handshake: ignoring unknown key");
     }
-    debug!(%peer, action = ?request.action, stream = %shown_name(&request), "fstream handshake");
+    debug!(%peer, action = ?request.action, stream = %shown_name(&conn.core.config, &request), "fstream handshake");
     match request.action {
         Action::Broadcast => broadcast::run(conn, request).await,
         Action::Watch => watch::run(conn, request).await,
@@ -184,11 +184,8 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
 
 /// The request's stream name for logs: an RTMP stream key is redacted like the RTMP driver does;
 /// fstream user and channel names are not secrets.
-fn shown_name(request: &Request) -> String {
-    match request.target() {
-        Target::Stream { app, key } => format!("{app}/{}", redact_key(key)),
-        Target::Channel { .. } => request.stream_name(),
-    }
+fn shown_name(config: &Config, request: &Request) -> String {
+    config.shown_stream_name(&request.stream_name())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::{Channels, Conn, Format, shown_name};
-use crate::fanout::{Egress, StreamState, Watcher};
+use crate::fanout::{AudioMode, Egress, StreamState, Watcher};
 use crate::metrics::Protocol;
 use crate::proto::flv;
 use crate::proto::fstream::{Request, Target};
@@ -53,6 +53,14 @@ impl Control for WatchControl {
     }
 }
 
+/// AAC unless the watch asked for `audio=opus`.
+fn audio_mode(request: &Request) -> AudioMode {
+    match request.audio.as_deref() {
+        Some("opus") => AudioMode::Passthrough,
+        _ => AudioMode::Aac,
+    }
+}
+
 fn flv_file_header() -> Bytes {
     Bytes::copy_from_slice(&flv::file_header(true, true))
 }
@@ -60,7 +68,7 @@ fn flv_file_header() -> Bytes {
 /// Serves a watcher to its end.
 pub async fn run(conn: Conn, request: Request) {
     let peer = conn.peer;
-    let shown = shown_name(&request);
+    let shown = shown_name(&conn.core.config, &request);
     let name = request.stream_name();
     let core = conn.core.clone();
     let guard = conn.guard.clone();
@@ -90,6 +98,7 @@ pub async fn run(conn: Conn, request: Request) {
     let started = match request.target() {
         Target::Stream { .. } => {
             viewer.watcher().set_egress(Egress::Flv);
+            viewer.watcher().set_audio(audio_mode(&request));
             *control.prefix.borrow_mut() = Some(flv_file_header());
             info!(%peer, stream = %shown, "fstream watch started (FLV of a media stream)");
             Ok(())
@@ -162,6 +171,7 @@ async fn await_channel(
     match info.format {
         Format::Flv => {
             watcher.set_egress(Egress::Flv);
+            watcher.set_audio(audio_mode(request));
             *control.prefix.borrow_mut() = Some(flv_file_header());
         }
         Format::AnnexB | Format::Opaque => watcher.set_egress(Egress::Raw),

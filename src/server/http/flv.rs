@@ -27,8 +27,8 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::Conn;
-use crate::config::redact_key;
-use crate::fanout::{Egress, StreamState};
+use crate::config::Config;
+use crate::fanout::{AudioMode, Egress, StreamState};
 use crate::metrics::Protocol;
 use crate::proto::flv;
 use crate::proto::http::{FlvPath, ResponseHead, Status, query_param};
@@ -43,6 +43,8 @@ pub struct Admitted {
     /// The name for logs: the key redacted (fstream channel names are not secrets).
     shown: String,
     cors_origin: String,
+    /// AAC unless the request asked for `?audio=opus`.
+    audio: AudioMode,
 }
 
 impl Admitted {
@@ -61,12 +63,8 @@ impl Admitted {
 
 /// The name to log for `target`: like the RTMP driver's, the key redacted; fstream channel
 /// names (`fstream/<user>/<channel>`) are not secrets.
-pub fn shown_name(target: FlvPath<'_>) -> String {
-    if target.app == "fstream" {
-        target.stream_name()
-    } else {
-        format!("{}/{}", target.app, redact_key(target.key))
-    }
+pub fn shown_name(config: &Config, target: FlvPath<'_>) -> String {
+    config.shown_stream_name(&target.stream_name())
 }
 
 /// Applies the play rules of the module doc to `target`.
@@ -112,9 +110,18 @@ pub fn admit(
             return Err((Status::NotFound, "stream is not live"));
         }
     }
+    let audio = match query_param(query, "audio")
+        .map_err(|_| (Status::BadRequest, "malformed query string"))?
+        .as_deref()
+    {
+        None | Some("aac") => AudioMode::Aac,
+        Some("opus") => AudioMode::Passthrough,
+        Some(_) => return Err((Status::BadRequest, "audio must be opus or aac")),
+    };
     Ok(Admitted {
         name,
-        shown: shown_name(target),
+        audio,
+        shown: shown_name(&core.config, target),
         cors_origin: core.config.http.cors_allow_origin.clone(),
     })
 }
@@ -154,7 +161,7 @@ pub async fn run(conn: Conn, admitted: Admitted) {
     let guard = conn.guard.clone();
     let peer = conn.peer;
     let Admitted { name, shown, .. } = &admitted;
-    let viewer = Viewer::subscribe(
+    let mut viewer = Viewer::subscribe(
         &core,
         &guard,
         peer,
@@ -162,6 +169,7 @@ pub async fn run(conn: Conn, admitted: Admitted) {
         (name.clone(), shown.clone()),
         Egress::Flv,
     );
+    viewer.watcher().set_audio(admitted.audio);
     let control = Rc::new(FlvControl::default());
     *control.prefix.borrow_mut() = vec![
         admitted

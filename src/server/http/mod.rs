@@ -145,11 +145,25 @@ async fn respond(conn: &Conn, head: &RequestHead) -> Next {
         (_, "/healthz") => text(core, Status::Ok, "ok\n"),
         (_, "/readyz") if core.node.is_ready() => text(core, Status::Ok, "ready\n"),
         (_, "/readyz") => text(core, Status::ServiceUnavailable, "not ready\n"),
+        (_, path) if path.starts_with("/api/") && !api_authorized(core, head) => {
+            info!(peer = %conn.peer, "HTTP 401: API request without the right bearer token");
+            let (head, body) = text(core, Status::Unauthorized, "unauthorized\n");
+            (head.field("WWW-Authenticate", "Bearer"), body)
+        }
+        (_, "/api/pushes") => {
+            let body = core.node.pushes.board.to_json();
+            let head = with_cors(core, ResponseHead::new(Status::Ok))
+                .field("Content-Type", "application/json")
+                .field("Cache-Control", "no-store")
+                .content_length(body.len());
+            (head, Bytes::from(body))
+        }
         (_, "/metrics") => {
-            let body = core
+            let mut body = core
                 .node
                 .metrics
                 .render(core.node.gauges(core.hub.registry()));
+            core.node.pushes.board.render_metrics(&mut body);
             let head = with_cors(core, ResponseHead::new(Status::Ok))
                 .field("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 .field("Cache-Control", "no-store")
@@ -164,7 +178,7 @@ async fn respond(conn: &Conn, head: &RequestHead) -> Next {
                     (admitted.response_head(), Bytes::new())
                 }
                 Err((status, reason)) => {
-                    info!(peer = %conn.peer, stream = %flv::shown_name(target), status = status.code(), reason, "HTTP-FLV watch refused");
+                    info!(peer = %conn.peer, stream = %flv::shown_name(&conn.core.config, target), status = status.code(), reason, "HTTP-FLV watch refused");
                     text(core, status, &format!("{reason}\n"))
                 }
             },
@@ -188,6 +202,18 @@ async fn respond(conn: &Conn, head: &RequestHead) -> Next {
     }
     debug!(peer = %conn.peer, status = response.status().code(), "HTTP response");
     Next::KeepAlive
+}
+
+/// True when `/api/*` is open (`http.api_token` empty) or the request carries the token,
+/// compared in constant time.
+fn api_authorized(core: &Core, head: &RequestHead) -> bool {
+    let token = &core.config.http.api_token;
+    if token.is_empty() {
+        return true;
+    }
+    head.bearer
+        .as_deref()
+        .is_some_and(|sent| token.matches(sent.as_bytes()))
 }
 
 /// Adds `Access-Control-Allow-Origin` when CORS is on.

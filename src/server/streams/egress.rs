@@ -129,6 +129,7 @@ impl Viewer {
             duration_ms = started.elapsed().as_millis() as u64,
             bytes_out,
             dropped_frames,
+            audio = ?self.watcher.audio(),
             %reason,
             "play ended"
         );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::info;
 
-use crate::fanout::{PublishError, Publisher, Superseded};
+use crate::fanout::{PublishError, Publisher, Superseded, Variant};
 use crate::media::{Frame, FrameRole};
 use crate::metrics::{Counter, Protocol, Tracked};
 use crate::server::Core;
@@ -65,7 +65,9 @@ impl Ingest {
         shown: String,
         takeover: bool,
     ) -> Result<Self, PublishError> {
-        let publisher = Publisher::start_with_takeover(&core.hub, name, Instant::now(), takeover)?;
+        let mut publisher =
+            Publisher::start_with_takeover(&core.hub, name, Instant::now(), takeover)?;
+        publisher.set_log_name(&shown);
         let _counted = core.hub.metrics().track(Counter::Publishers(protocol));
         Ok(Ingest {
             core: core.clone(),
@@ -101,6 +103,12 @@ impl Ingest {
     /// took the stream over: the caller should disconnect.
     pub fn push(&mut self, frame: Frame) -> Result<(), Superseded> {
         self.publisher.push(frame)
+    }
+
+    /// Delivers a frame only the watchers of one audio rendition see (an `onMetaData` naming
+    /// the audio codec); see [`Publisher::push_variant`].
+    pub fn push_variant(&mut self, frame: Frame, variant: Variant) -> Result<(), Superseded> {
+        self.publisher.push_variant(frame, variant)
     }
 
     /// Delivers opaque bytes (an fstream broadcast); see [`Publisher::push_opaque`].

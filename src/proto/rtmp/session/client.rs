@@ -22,6 +22,9 @@ pub struct ClientConfig {
     pub chunk_size: u32,
     /// Use the FP9 digest handshake (as ffmpeg and OBS do) rather than the simple one.
     pub digest_handshake: bool,
+    /// Announce the Enhanced RTMP `fourCcList` in `connect` (needed only to send or receive
+    /// HEVC, AV1 or VP9; some servers refuse a `connect` carrying it).
+    pub four_cc_list: bool,
 }
 
 impl Default for ClientConfig {
@@ -30,6 +33,7 @@ impl Default for ClientConfig {
             limits: Limits::default(),
             chunk_size: 4096,
             digest_handshake: true,
+            four_cc_list: true,
         }
     }
 }
@@ -130,6 +134,24 @@ impl ClientSession {
         }
     }
 
+    /// Ends the publish as encoders do: `FCUnpublish`, then `deleteStream`. The caller closes
+    /// the connection after writing what this queues.
+    pub fn unpublish(&mut self) {
+        let (true, Some(stream_id), Intent::Publish(name)) =
+            (self.publishing, self.stream_id, self.intent.clone())
+        else {
+            return;
+        };
+        self.send("FCUnpublish", 6.0, 0, vec![Value::string(name)]);
+        self.send(
+            "deleteStream",
+            7.0,
+            0,
+            vec![Value::Number(f64::from(stream_id))],
+        );
+        self.publishing = false;
+    }
+
     /// Sends one frame on the publishing stream. Metadata is wrapped in `@setDataFrame`.
     pub fn send_frame(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let (true, Some(stream_id)) = (self.publishing, self.stream_id) else {
@@ -179,6 +201,11 @@ impl ClientSession {
         self.events.pop_front()
     }
 
+    /// The chunk size of what this session sends.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.conn.out_chunk_size()
+    }
+
     /// The message stream id `createStream` returned, once it has.
     pub fn stream_id(&self) -> Option<u32> {
         self.stream_id
@@ -193,23 +220,26 @@ impl ClientSession {
         let Some((app, tc_url)) = &self.connect_args else {
             return;
         };
+        let mut fields = vec![
+            ("app", Value::string(app.as_str())),
+            ("type", Value::string("nonprivate")),
+            ("flashVer", Value::string("FMLE/3.0 (compatible; ringcast)")),
+            ("tcUrl", Value::string(tc_url.as_str())),
+        ];
+        if self.config.four_cc_list {
+            fields.push((
+                "fourCcList",
+                Value::StrictArray(vec![
+                    Value::string("hvc1"),
+                    Value::string("av01"),
+                    Value::string("vp09"),
+                ]),
+            ));
+        }
         let cmd = Command {
             name: "connect".into(),
             transaction_id: TXN_CONNECT,
-            command_object: Value::object([
-                ("app", Value::string(app.as_str())),
-                ("type", Value::string("nonprivate")),
-                ("flashVer", Value::string("FMLE/3.0 (compatible; ringcast)")),
-                ("tcUrl", Value::string(tc_url.as_str())),
-                (
-                    "fourCcList",
-                    Value::StrictArray(vec![
-                        Value::string("hvc1"),
-                        Value::string("av01"),
-                        Value::string("vp09"),
-                    ]),
-                ),
-            ]),
+            command_object: Value::object(fields),
             args: Vec::new(),
         };
         self.conn.send_command(0, &cmd);

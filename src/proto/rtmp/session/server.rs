@@ -88,6 +88,8 @@ pub struct ServerSession {
     streams: Vec<Stream>,
     next_stream_id: u32,
     events: VecDeque<ServerEvent>,
+    /// The client's `connect` listed Opus in its E-RTMP `fourCcList`.
+    takes_opus: bool,
 }
 
 impl ServerSession {
@@ -100,7 +102,14 @@ impl ServerSession {
             streams: Vec::new(),
             next_stream_id: 1,
             events: VecDeque::new(),
+            takes_opus: false,
         }
+    }
+
+    /// True when the client's `connect` advertised Opus in its Enhanced RTMP `fourCcList`
+    /// (such a player is sent Opus as published; others get the AAC rendition).
+    pub fn takes_opus(&self) -> bool {
+        self.takes_opus
     }
 
     /// The chunk size of everything this connection sends, the fan-out's chunks included.
@@ -435,6 +444,11 @@ impl ServerSession {
             .trim_end_matches('/')
             .to_owned();
         let tc_url = obj.get("tcUrl").and_then(Value::as_str).map(str::to_owned);
+        self.takes_opus = matches!(
+            obj.get("fourCcList"),
+            Some(Value::StrictArray(list))
+                if list.iter().any(|v| v.as_str() == Some("Opus"))
+        );
 
         self.conn
             .send_control(ControlMessage::WindowAckSize(self.config.window_ack_size));
