@@ -8,7 +8,9 @@
 # get the Opus as published: the difference is the rendition's cost) and `fstream` (ringcast only, series
 # `ringcast-fstream`: an fstream broadcast of the same synthetic media to fstream/bench/main,
 # watched by N fstream watchers reading FLV; nginx-rtmp has no fstream and the kernel ceiling is
-# protocol-agnostic, so it runs once). For every series and N: start the server, publish (not
+# protocol-agnostic, so it runs once) and `rtmps` (ringcast only, series `ringcast-rtmps`: the
+# same RTMP publish, watched over RTMPS with a throwaway self-signed certificate, verification
+# skipped on loopback; run it with `rtmp` for RTMPS next to plain RTMP in one run). For every series and N: start the server, publish (not
 # for the kernel ceiling, which makes its own media), sample RSS with 0 watchers, start N
 # watchers, and after the warm-up sample the server's CPU (utime+stime from /proc/PID/stat) over
 # a fixed window and its RSS. Results in $OUT: `<series>-<n>.json` (the watchers' summary),
@@ -22,7 +24,7 @@
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
 #        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = true')
-#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream" (add ftl for the AAC rendition)
+#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition)
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
@@ -38,10 +40,10 @@ LG_PROCS=${LG_PROCS:-2}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
 SERVERS=${SERVERS:-"ringcast ceiling nginx"}
-SCENARIOS=${SCENARIOS:-"rtmp fstream"}
+SCENARIOS=${SCENARIOS:-"rtmp fstream rtmps"}
 FSTREAM_INGEST=${FSTREAM_INGEST:-fstream}
 BIN=${CARGO_TARGET_DIR:-target}/release
-PORT_RC=19401 PORT_KC=19402 PORT_NG=19403 PORT_FS=19404 PORT_FTL=19405
+PORT_RC=19401 PORT_KC=19402 PORT_NG=19403 PORT_FS=19404 PORT_RS=19405 PORT_FTL=19406
 # The fstream user the ringcast-fstream series broadcasts as (listed in its config).
 FS_USER=bench FS_PASSWORD=bench FS_STREAM=fstream/bench/main
 mkdir -p "$OUT"
@@ -99,8 +101,20 @@ ${EXTRA_TOML:-}
 CONF
       "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
-    ringcast|ringcast-fstream)
+    ringcast|ringcast-fstream|ringcast-rtmps)
       PORT=$PORT_RC
+      local rtmps=""
+      if [ "$1" = ringcast-rtmps ]; then
+        PORT=$PORT_RS
+        [ -f "$OUT/tls/cert.pem" ] || { mkdir -p "$OUT/tls"; openssl req -x509 -newkey ec \
+          -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 -subj /CN=127.0.0.1 \
+          -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null; }
+        rtmps="[rtmps]
+listen = [\"127.0.0.1:$PORT_RS\"]
+[tls]
+cert_file = \"$OUT/tls/cert.pem\"
+key_file = \"$OUT/tls/key.pem\""
+      fi
       # RTMP on loopback, and for ringcast-fstream the fstream listener on loopback with the
       # benchmark's broadcaster; no HTTP/FTL ports that could clash.
       local fstream="[fstream]
@@ -127,6 +141,7 @@ enabled = false
 $fstream
 [http]
 enabled = false
+$rtmps
 ${EXTRA_TOML:-}
 CONF
       "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
@@ -163,6 +178,9 @@ for scenario in $SCENARIOS; do
     case $scenario/$kind in
       rtmp/*) SERIES+=("$kind") ;;
       fstream/ringcast) SERIES+=(ringcast-fstream) ;;
+      rtmps/ringcast) SERIES+=(ringcast-rtmps) ;;
+      rtmps/ceiling) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=(ceiling) ;;
+      rtmps/*) echo "$kind is not run with RTMPS watchers; skipping it in the rtmps scenario" >&2 ;;
       # Protocol-agnostic: run it once even when only the fstream scenario is asked for.
       fstream/ceiling) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=(ceiling) ;;
       fstream/*) echo "$kind has no fstream; skipping it in the fstream scenario" >&2 ;;
@@ -200,6 +218,9 @@ for series in "${SERIES[@]}"; do
           publish=(--protocol fstream --target "127.0.0.1:$PORT_FS" --stream "$FS_STREAM" --user-password "$FS_PASSWORD")
           watch=(--protocol fstream --stream "$FS_STREAM")
         fi ;;
+      ringcast-rtmps)
+        publish=(--target "127.0.0.1:$PORT_RC" --stream live/bench)
+        watch=(--url "rtmps://127.0.0.1:$PORT_RS/live/bench" --tls-insecure) ;;
       *)
         publish=(--target "127.0.0.1:$PORT" --stream live/bench)
         watch=(--protocol rtmp --stream live/bench) ;;

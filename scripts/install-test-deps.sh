@@ -62,6 +62,9 @@ if ! have gst-inspect-1.0 || ! gst_has rtmp2src || ! gst_has flvdemux || ! gst_h
     || ! gst_has aacparse || ! gst_has avdec_aac || ! gst_has h264parse || ! gst_has avdec_h264; then
     missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
+# rtmp2src speaks rtmps:// through GIO's TLS backend (the RTMPS tests).
+gio_tls() { compgen -G "/usr/lib/*/gio/modules/libgiognutls.so" >/dev/null || compgen -G "/usr/lib/gio/modules/libgiognutls.so" >/dev/null; }
+if ! gio_tls; then missing+=(glib-networking); fi
 if ! have python3; then missing+=(python3); fi
 if ! haproxy_path >/dev/null; then missing+=(haproxy); fi
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -104,6 +107,9 @@ encoders="$(ffmpeg -hide_banner -encoders 2>/dev/null)" || die "ffmpeg does not 
 for enc in libx264 aac; do
     grep -q " $enc " <<<"$encoders" || die "ffmpeg has no $enc encoder"
 done
+gio_tls || die "GIO has no TLS backend (glib-networking): rtmp2src cannot play rtmps://"
+protocols="$(ffmpeg -hide_banner -protocols 2>/dev/null)" || die "ffmpeg does not run"
+grep -q "rtmps" <<<"$protocols" || die "ffmpeg has no rtmps protocol (built without TLS)"
 [ -x "$modern" ] || die "modern ffmpeg not executable: '$modern'"
 modern_encoders="$("$modern" -hide_banner -encoders 2>/dev/null)" || die "modern ffmpeg does not run: $modern"
 for enc in libx265 libsvtav1; do

@@ -73,6 +73,27 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub rtmp: Option<SocketAddr>,
 
+    /// RTMPS listen address (replaces rtmps.listen; needs --tls-cert and --tls-key or [tls]).
+    #[arg(long, value_name = "ADDR")]
+    pub rtmps: Option<SocketAddr>,
+
+    /// TLS certificate chain, PEM (replaces tls.cert_file).
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key, PEM (replaces tls.key_file).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// HTTPS listen address (replaces http.tls_listen; needs a certificate as for --rtmps).
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+
+    /// Share the listeners of a running ringcast for a zero-downtime upgrade (sets
+    /// server.handover_listeners): start this one, then SIGTERM the old one.
+    #[arg(long)]
+    pub handover: bool,
+
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -197,6 +218,21 @@ impl Cli {
         if let Some(addr) = self.rtmp {
             config.rtmp.listen = Listen::one(addr);
         }
+        if let Some(addr) = self.rtmps {
+            config.rtmps.listen = Listen::one(addr);
+        }
+        if let Some(path) = &self.tls_cert {
+            config.tls.cert_file.clone_from(path);
+        }
+        if let Some(path) = &self.tls_key {
+            config.tls.key_file.clone_from(path);
+        }
+        if let Some(addr) = self.https {
+            config.http.tls_listen = Listen::one(addr);
+        }
+        if self.handover {
+            config.server.handover_listeners = true;
+        }
         if let Some(n) = self.workers {
             config.server.workers = n;
         }
@@ -296,6 +332,30 @@ mod tests {
         assert_eq!(c.fstream.listen[0].port(), 7000);
         assert_eq!(c.http.listen[0].port(), 8081);
         assert_eq!(c.server.log, "debug");
+    }
+
+    #[test]
+    fn tls_flags_set_rtmps_https_and_the_certificate_and_a_tls_listener_needs_one() {
+        let cli = parse(&[
+            "--rtmps",
+            "127.0.0.1:1937",
+            "--https",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "/etc/ringcast/cert.pem",
+            "--tls-key",
+            "/etc/ringcast/key.pem",
+        ]);
+        let c = cli.load_config_with_env(&no_env).unwrap();
+        assert_eq!(c.rtmps.listen[..], ["127.0.0.1:1937".parse().unwrap()]);
+        assert_eq!(c.http.tls_listen[0].port(), 8443);
+        assert_eq!(c.tls.cert_file.to_str(), Some("/etc/ringcast/cert.pem"));
+        assert_eq!(c.tls.key_file.to_str(), Some("/etc/ringcast/key.pem"));
+
+        let err = parse(&["--rtmps", "127.0.0.1:1937"])
+            .load_config_with_env(&no_env)
+            .unwrap_err();
+        assert!(err.to_string().contains("tls.cert_file"), "{err}");
     }
 
     #[test]

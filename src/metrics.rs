@@ -210,6 +210,8 @@ pub struct NodeGauges {
     pub workers: usize,
     /// What `/readyz` answers: every worker up and no shutdown under way.
     pub ready: bool,
+    /// The TLS certificate's notAfter (Unix seconds), when a TLS listener runs.
+    pub tls_cert_expiry: Option<i64>,
 }
 
 impl Metrics {
@@ -297,6 +299,14 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        if let Some(expiry) = node.tls_cert_expiry {
+            let name = "ringcast_tls_cert_expiry_timestamp_seconds";
+            let help = "When the TLS certificate in use expires (notAfter), in Unix seconds.";
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {expiry}"
             );
         }
         out
@@ -422,6 +432,7 @@ mod tests {
             live_streams: 0,
             workers: 2,
             ready: true,
+            tls_cert_expiry: None,
         });
         let series = |p: &str, b: &str| {
             format!("ringcast_connection_errors_total{{protocol=\"{p}\",blame=\"{b}\"}}")
@@ -443,6 +454,7 @@ mod tests {
             live_streams: 2,
             workers: 2,
             ready: true,
+            tls_cert_expiry: Some(1_900_000_000),
         });
         assert_eq!(
             sample(
@@ -469,6 +481,10 @@ mod tests {
         assert_eq!(sample(&text, "ringcast_frames_ingested_total"), Some("0"));
         assert_eq!(sample(&text, "ringcast_streams_live"), Some("2"));
         assert_eq!(sample(&text, "ringcast_ready"), Some("1"));
+        assert_eq!(
+            sample(&text, "ringcast_tls_cert_expiry_timestamp_seconds"),
+            Some("1900000000")
+        );
         for export in EXPORTS {
             assert!(text.contains(&format!("# TYPE {} {}\n", export.name, export.kind)));
         }

@@ -34,6 +34,7 @@ mod sink;
 mod source;
 mod stats;
 mod synth;
+mod tls;
 mod watcher;
 
 use std::net::SocketAddr;
@@ -143,6 +144,8 @@ enum Cmd {
         /// Seconds to publish; 0 publishes until killed (or until a file played once ends).
         #[arg(long, default_value_t = 0)]
         duration: u64,
+        #[command(flatten)]
+        url: tls::UrlArgs,
         #[arg(long)]
         allow_non_loopback: bool,
     },
@@ -193,6 +196,8 @@ enum Cmd {
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        url: tls::UrlArgs,
         #[arg(long)]
         allow_non_loopback: bool,
         #[arg(long, hide = true, default_value = "")]
@@ -382,8 +387,17 @@ fn real_main() -> Result<(), String> {
             looping,
             media,
             duration,
+            url,
             allow_non_loopback,
         } => {
+            let parsed = url.url.as_deref().map(tls::parse_url).transpose()?;
+            if parsed.is_some() && protocol != PublishProtocol::Rtmp {
+                return Err("--url is for RTMP and RTMPS".into());
+            }
+            let (target, stream) = match &parsed {
+                Some(u) => (Some(u.target), u.stream.clone()),
+                None => (target, stream),
+            };
             let target = target.unwrap_or_else(|| {
                 default_target(match protocol {
                     PublishProtocol::Rtmp => WatchProtocol::Rtmp,
@@ -410,10 +424,12 @@ fn real_main() -> Result<(), String> {
                 }
                 None => Source::Synthetic(Synthetic::new(media.params())),
             };
+            let tls = tls::client_config(&url, parsed.as_ref().is_some_and(|u| u.tls), target)?;
             let cfg = publisher::PublishConfig {
                 target,
                 route,
                 duration: Duration::from_secs(duration),
+                tls,
             };
             let sent = publisher::run(&cfg, source)?;
             eprintln!("published {sent} frames");
@@ -434,11 +450,21 @@ fn real_main() -> Result<(), String> {
             processes,
             out,
             quiet,
+            url,
             allow_non_loopback,
             label,
         } => {
             let protocol = if raw { WatchProtocol::Raw } else { protocol };
+            let parsed = url.url.as_deref().map(tls::parse_url).transpose()?;
+            if parsed.is_some() && protocol != WatchProtocol::Rtmp {
+                return Err("--url is for RTMP and RTMPS watchers".into());
+            }
+            let (target, stream) = match &parsed {
+                Some(u) => (Some(u.target), u.stream.clone()),
+                None => (target, stream),
+            };
             let target = target.unwrap_or_else(|| default_target(protocol));
+            let tls = tls::client_config(&url, parsed.as_ref().is_some_and(|u| u.tls), target)?;
             net::check_target(target, allow_non_loopback)?;
             let request = play_request(
                 protocol,
@@ -470,6 +496,7 @@ fn real_main() -> Result<(), String> {
                     stall_after: Duration::from_millis(stall_ms),
                     quiet,
                     label,
+                    tls,
                 };
                 watcher::run(cfg).map_err(|e| format!("watch: {e}"))?
             };

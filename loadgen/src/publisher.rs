@@ -16,6 +16,8 @@ pub struct PublishConfig {
     pub route: Route,
     /// Zero means until killed (or until a file that does not loop ends).
     pub duration: Duration,
+    /// RTMPS: the client TLS settings.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Publishes `source`; returns the number of frames sent.
@@ -25,6 +27,7 @@ pub fn run(cfg: &PublishConfig, mut source: Source) -> Result<u64, String> {
         &cfg.route,
         source.has_audio(),
         source.has_video(),
+        cfg.tls.as_ref(),
     )?;
     let start = monotonic_ns();
     let end = (!cfg.duration.is_zero()).then_some(cfg.duration.as_nanos() as u64);

@@ -18,6 +18,7 @@ use ringcast::proto::flv::{file_header, write_tag};
 use ringcast::proto::rtmp::{ClientConfig, ClientEvent, ClientSession};
 
 use crate::synth::monotonic_ns;
+use crate::tls::Sock;
 
 /// How a publisher reaches the relay.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ enum Wire {
 
 /// A connected publisher.
 pub struct Sink {
-    sock: TcpStream,
+    sock: Sock<TcpStream>,
     wire: Wire,
     closed_by_server: Arc<AtomicBool>,
 }
@@ -64,7 +65,27 @@ fn drain_in_background(sock: &TcpStream) -> Result<Arc<AtomicBool>, String> {
     Ok(closed)
 }
 
-fn write_out(session: &mut ClientSession, sock: &mut TcpStream) -> Result<(), String> {
+/// RTMPS: reads and discards what the server sent, without blocking; true once it closed.
+fn drain_tls(sock: &mut Sock<TcpStream>) -> Result<bool, String> {
+    sock.tcp
+        .set_nonblocking(true)
+        .map_err(|e| format!("nonblocking: {e}"))?;
+    let mut b = vec![0u8; 16 * 1024];
+    let closed = loop {
+        match sock.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    sock.tcp
+        .set_nonblocking(false)
+        .map_err(|e| format!("blocking: {e}"))?;
+    Ok(closed)
+}
+
+fn write_out(session: &mut ClientSession, sock: &mut Sock<TcpStream>) -> Result<(), String> {
     while let Some(b) = session.poll_transmit() {
         sock.write_all(&b).map_err(|e| format!("write: {e}"))?;
     }
@@ -73,7 +94,7 @@ fn write_out(session: &mut ClientSession, sock: &mut TcpStream) -> Result<(), St
 
 /// Handshakes, connects and publishes; returns once the server said `NetStream.Publish.Start`.
 fn start_rtmp(
-    sock: &mut TcpStream,
+    sock: &mut Sock<TcpStream>,
     target: SocketAddr,
     app: &str,
     stream: &str,
@@ -87,7 +108,9 @@ fn start_rtmp(
     write_out(&mut session, sock)?;
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
-    sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    sock.tcp
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok();
     loop {
         let n = sock.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -117,8 +140,16 @@ impl Sink {
         route: &Route,
         has_audio: bool,
         has_video: bool,
+        tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<Sink, String> {
-        let mut sock = connect(target)?;
+        let tcp = connect(target)?;
+        let tls = match tls {
+            Some(config) => Some(Box::new(
+                crate::tls::session(config, target).map_err(|e| format!("tls: {e}"))?,
+            )),
+            None => None,
+        };
+        let mut sock = Sock { tcp, tls };
         let wire = match route {
             Route::Rtmp { app, stream } => {
                 Wire::Rtmp(Box::new(start_rtmp(&mut sock, target, app, stream)?))
@@ -130,7 +161,12 @@ impl Sink {
                 Wire::Flv(out)
             }
         };
-        let closed_by_server = drain_in_background(&sock)?;
+        let closed_by_server = if sock.tls.is_some() {
+            // One TLS session cannot be read from another thread: flush drains it instead.
+            Arc::new(AtomicBool::new(false))
+        } else {
+            drain_in_background(&sock.tcp)?
+        };
         Ok(Sink {
             sock,
             wire,
@@ -148,6 +184,9 @@ impl Sink {
 
     /// Writes everything queued.
     pub fn flush(&mut self) -> Result<(), String> {
+        if self.sock.tls.is_some() && drain_tls(&mut self.sock)? {
+            self.closed_by_server.store(true, Ordering::Relaxed);
+        }
         if self.closed_by_server.load(Ordering::Relaxed) {
             return Err(match self.wire {
                 Wire::Rtmp(_) => "the server closed the connection".into(),

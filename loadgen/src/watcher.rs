@@ -22,6 +22,7 @@ use crate::framing::{Framing, PlayRequest};
 use crate::parse::Parsed;
 use crate::stats::{Summary, WatcherStats, new_histogram, to_pairs};
 use crate::synth::{monotonic_ns, read_probe};
+use crate::tls::Sock;
 
 /// What to watch and how.
 #[derive(Debug, Clone)]
@@ -36,10 +37,12 @@ pub struct WatchConfig {
     pub stall_after: Duration,
     pub quiet: bool,
     pub label: String,
+    /// RTMPS: the client TLS settings.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 struct Watcher {
-    stream: TcpStream,
+    stream: Sock<TcpStream>,
     /// `None` while the TCP connect is in progress.
     framing: Option<Framing>,
     out: BytesMut,
@@ -96,7 +99,7 @@ impl Run {
         if self.totals.first_error.is_none() {
             self.totals.first_error = Some(err);
         }
-        let mut stream = w.stream;
+        let mut stream = w.stream.tcp;
         self.poll.registry().deregister(&mut stream).ok();
     }
 
@@ -116,13 +119,18 @@ impl Run {
                 return Ok(());
             }
         };
-        let mut stream = TcpStream::from_std(std_stream);
+        let mut tcp = TcpStream::from_std(std_stream);
         let idx = self.watchers.len();
         self.poll.registry().register(
-            &mut stream,
+            &mut tcp,
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let tls = match &self.cfg.tls {
+            Some(config) => Some(Box::new(crate::tls::session(config, self.cfg.target)?)),
+            None => None,
+        };
+        let stream = Sock { tcp, tls };
         self.watchers.push(Some(Watcher {
             stream,
             framing: None,
@@ -138,11 +146,11 @@ impl Run {
             return;
         };
         if w.framing.is_none() {
-            match w.stream.take_error() {
+            match w.stream.tcp.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => return self.fail(idx, format!("connect: {e}")),
             }
-            if let Err(e) = w.stream.peer_addr() {
+            if let Err(e) = w.stream.tcp.peer_addr() {
                 if e.kind() == io::ErrorKind::NotConnected {
                     return;
                 }
@@ -170,6 +178,8 @@ impl Run {
         let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
             return Ok(());
         };
+        // TLS: the handshake and records queued by a read go out even with nothing to say.
+        w.stream.flush()?;
         while !w.out.is_empty() {
             match w.stream.write(&w.out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

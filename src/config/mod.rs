@@ -55,7 +55,7 @@ pub use error::{ConfigError, SecretOutput};
 pub use secret::{ExpandError, REDACTED_PLACEHOLDER, Secret, expand_env, process_env, redact_key};
 pub use sections::{
     AppConfig, AudioConfig, FanoutConfig, FstreamConfig, FstreamUser, FtlChannel, FtlConfig,
-    HttpConfig, IoUringConfig, RtmpConfig, ServerConfig,
+    HttpConfig, IoUringConfig, RtmpConfig, RtmpsConfig, ServerConfig, TlsConfig,
 };
 pub use types::{Listen, PortRange, PublishPolicy, Switch};
 
@@ -80,6 +80,10 @@ section! {
         pub io_uring: IoUringConfig = IoUringConfig::default(),
         /// RTMP ingest and playback.
         pub rtmp: RtmpConfig = RtmpConfig::default(),
+        /// RTMP over TLS.
+        pub rtmps: RtmpsConfig = RtmpsConfig::default(),
+        /// The TLS certificate.
+        pub tls: TlsConfig = TlsConfig::default(),
         /// The fan-out engine: rings, GOP cache and slow-watcher policy.
         pub fanout: FanoutConfig = FanoutConfig::default(),
         /// Audio renditions (AAC for players that cannot take Opus).
@@ -131,6 +135,16 @@ pub(crate) const SCHEMA: &[TableSchema] = &[
                 "publish_keys = [\"${LIVE_KEY}\"]",
             ],
         }],
+    },
+    TableSchema {
+        name: "rtmps",
+        fields: RtmpsConfig::FIELDS,
+        arrays: &[],
+    },
+    TableSchema {
+        name: "tls",
+        fields: TlsConfig::FIELDS,
+        arrays: &[],
     },
     TableSchema {
         name: "fanout",

@@ -29,6 +29,10 @@ section! {
         /// serving, so a load balancer stops sending new clients first; then the workers wind
         /// down. In milliseconds; a second signal skips the rest of the wait.
         pub shutdown_drain_ms: u64 = 0,
+        /// Zero-downtime upgrade: start even though another ringcast already listens on the
+        /// configured addresses, sharing them (SO_REUSEPORT) until the old one is stopped with
+        /// SIGTERM. Off: a second process on the same address refuses to start.
+        pub handover_listeners: bool = false,
     }
 }
 
@@ -310,12 +314,43 @@ section! {
 }
 
 section! {
+    /// RTMPS: RTMP over TLS, with the certificate from [tls]. Same apps, keys, policies and
+    /// limits as [rtmp] (its chunk size, timeouts, proxy_protocol).
+    pub struct RtmpsConfig {
+        /// Listen addresses ("IP:PORT" or a list; the usual port is 1936 or 443); empty = off.
+        /// Needs tls.cert_file and tls.key_file.
+        pub listen: Listen = Listen(Vec::new()),
+    }
+}
+
+section! {
+    /// The server certificate for [rtmps] and [http] tls_listen. PEM files; SIGHUP re-reads
+    /// them (a pair that does not load is refused and the old one kept).
+    pub struct TlsConfig {
+        /// Certificate chain, leaf first ("" = none).
+        pub cert_file: PathBuf = PathBuf::new(),
+        /// Private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1; "" = none).
+        pub key_file: PathBuf = PathBuf::new(),
+    }
+}
+
+impl TlsConfig {
+    /// True when both files are set.
+    pub fn is_configured(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty() && !self.key_file.as_os_str().is_empty()
+    }
+}
+
+section! {
     /// HTTP: HTTP-FLV (`GET /<app>/<key>.flv`), /healthz, /readyz and /metrics.
     pub struct HttpConfig {
         /// Run the HTTP listener.
         pub enabled: bool = true,
         /// Listen addresses.
         pub listen: Listen = Listen::any_ipv4(8080),
+        /// HTTPS listen addresses: the same endpoints over TLS with the [tls] certificate
+        /// (empty = off; served whenever set, even with enabled = false for plain HTTP).
+        pub tls_listen: Listen = Listen(Vec::new()),
         /// Each request head must arrive within this time of the connection opening (or of the
         /// previous response, on a kept-alive connection), in milliseconds; a slower client is
         /// disconnected.

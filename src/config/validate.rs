@@ -117,6 +117,18 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
 
+    for (key, listen) in [
+        ("rtmps.listen", &c.rtmps.listen),
+        ("http.tls_listen", &c.http.tls_listen),
+    ] {
+        if !listen.is_empty() && !c.tls.is_configured() {
+            return Err(invalid(
+                key,
+                "TLS listeners need tls.cert_file and tls.key_file (or --tls-cert and --tls-key)",
+            ));
+        }
+    }
+
     let r = &c.rtmp;
     non_empty_listen("rtmp.listen", &r.listen)?;
     in_range("rtmp.chunk_size", r.chunk_size.into(), 128, 65_536)?;

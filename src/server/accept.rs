@@ -8,9 +8,15 @@
 //! of the handshake), by the same kind of read loop as the drivers, never raced against a timer.
 //! A connection without a valid header is logged with its socket peer and closed; nothing is
 //! sent back (the spec asks to abort such connections).
+//!
+//! On a TLS listener (`rtmps`, `https`) the TLS handshake follows the PROXY header, under the
+//! same deadline; the driver gets a [`Transport`] that reads and writes plaintext. A failed
+//! handshake (plaintext on the TLS port, a garbage ClientHello, a client gone quiet) ends that
+//! connection alone, with a log line saying what happened.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -18,17 +24,23 @@ use tracing::{debug, error, info, warn};
 
 use super::Core;
 use super::guard::ConnGuard;
+use super::net::{HandshakeError, Transport};
 use super::reader::Reader;
 use super::runtime::{self, TcpListener, TcpStream};
 use crate::metrics::{Counter, Protocol};
 use crate::proto::proxy::{self, Header, Parse, ProxyError};
+use rustls::InvalidMessage;
 
 /// Most connections taken from the accept queue at once after an awaited accept.
 const MAX_ACCEPT_BURST: usize = 256;
 
 /// What a listener expects of the connections it accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenerSpec {
+    /// TLS on this listener: the server config (its certificate resolver reloads).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The label in logs: "rtmp", "rtmps", "http", "https", ...
+    pub label: &'static str,
     /// The protocol served: the metrics label and the logs' `protocol`.
     pub protocol: Protocol,
     pub addr: SocketAddr,
@@ -60,7 +72,14 @@ where
     let admit = |stream: TcpStream, peer: SocketAddr| {
         core.hub.metrics().add(Counter::Accepted(spec.protocol), 1);
         runtime::tune_accepted(&stream);
-        runtime::spawn(start(core.clone(), spec, stream, peer, serve.clone())).detach();
+        runtime::spawn(start(
+            core.clone(),
+            spec.clone(),
+            stream,
+            peer,
+            serve.clone(),
+        ))
+        .detach();
     };
     loop {
         let failed = match listener.accept().await {
@@ -105,7 +124,17 @@ async fn start<F, Fut>(
     Fut: Future<Output = ()>,
 {
     let now = Instant::now();
-    let guard = core.sweeper.guard(Rc::new(stream), now);
+    let transport = match &spec.tls {
+        None => Transport::plain(stream),
+        Some(config) => match Transport::tls_server(stream, config.clone()) {
+            Ok(transport) => transport,
+            Err(e) => {
+                warn!(peer = %socket_peer, protocol = spec.label, error = %e, "TLS session setup failed");
+                return;
+            }
+        },
+    };
+    let guard = core.sweeper.guard(Rc::new(transport), now);
     guard.set_handshake_deadline(Some(now + spec.handshake_timeout));
     let mut early = BytesMut::new();
     let peer = if spec.proxy_protocol {
@@ -120,7 +149,43 @@ async fn start<F, Fut>(
     } else {
         socket_peer
     };
+    if guard.stream().is_tls() {
+        if let Err(e) = guard.stream().handshake(&mut early).await {
+            log_tls_failure(&spec, peer, &guard, &e);
+            guard.stream().shutdown();
+            return;
+        }
+        if let Some((version, sni)) = guard.stream().tls_summary() {
+            debug!(%peer, protocol = spec.label, version, sni = sni.as_deref().unwrap_or("-"), "TLS handshake done");
+        }
+    }
     serve(core, Accepted { guard, peer, early }).await;
+}
+
+/// Says why a TLS handshake failed: the deadline, the peer leaving, or what was wrong with its
+/// bytes (rustls names it: plaintext where a record was expected, a bad ClientHello, ...).
+fn log_tls_failure(spec: &ListenerSpec, peer: SocketAddr, guard: &ConnGuard, end: &HandshakeError) {
+    let protocol = spec.label;
+    match (end, guard.cut()) {
+        (_, Some(cut)) => info!(%peer, protocol, reason = %cut, "TLS handshake failed"),
+        (HandshakeError::Closed { received: 0 }, _) => {
+            debug!(%peer, protocol, "TLS handshake failed: closed by peer before sending anything")
+        }
+        (HandshakeError::Closed { received }, _) => {
+            info!(%peer, protocol, received, "TLS handshake failed: closed by peer mid-handshake")
+        }
+        (
+            HandshakeError::Tls(
+                e @ rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType),
+            ),
+            _,
+        ) => {
+            let hint = "not TLS: a plaintext client on the TLS port?";
+            warn!(%peer, protocol, error = %e, hint, "TLS handshake failed")
+        }
+        (HandshakeError::Tls(e), _) => warn!(%peer, protocol, error = %e, "TLS handshake failed"),
+        (HandshakeError::Io(e), _) => info!(%peer, protocol, error = %e, "TLS handshake failed"),
+    }
 }
 
 /// The client named by `header`, or the socket's peer when it names none.
@@ -159,7 +224,7 @@ async fn read_header(guard: &ConnGuard, input: &mut BytesMut) -> Result<Header, 
             Ok(Parse::NeedMore) => {}
             Err(e) => return Err(HeaderEnd::Invalid(e)),
         }
-        match reader.read_into(guard.stream(), input).await {
+        match reader.read_raw(guard.stream().tcp(), input).await {
             Ok(0) => return Err(HeaderEnd::Closed),
             Ok(_) => guard.note_read(Instant::now()),
             Err(e) => return Err(HeaderEnd::Io(e)),

@@ -11,7 +11,7 @@ use super::Core;
 use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult, spawn};
+use super::runtime::{BufResult, spawn};
 
 /// One accepted connection after the accept step.
 pub struct Conn {
@@ -48,8 +48,7 @@ impl Conn {
 
     /// Writes `parts` whole, with one vectored write.
     pub async fn write(&self, parts: Vec<Bytes>) -> std::io::Result<()> {
-        let mut writer = &**self.guard.stream();
-        let BufResult(result, _) = writer.write_vectored_all(parts).await;
+        let BufResult(result, _) = self.guard.stream().write_vectored_all(parts).await;
         result
     }
 
@@ -63,7 +62,7 @@ impl Conn {
     }
 
     pub fn close(&self) {
-        runtime::shutdown(self.guard.stream());
+        self.guard.stream().shutdown();
     }
 
     /// For a watcher, whose peer has nothing more to say: a task that reads and discards

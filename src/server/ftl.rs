@@ -26,7 +26,7 @@ use super::accept::Accepted;
 use super::ftl_media::{self, MediaLink};
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult, UdpSocket};
+use super::runtime::{self, BufResult, UdpSocket};
 use super::streams::Ingest;
 use crate::config::FtlConfig;
 use crate::fanout::PublishError;
@@ -150,8 +150,7 @@ impl ControlShared {
             std::iter::from_fn(|| session.poll_transmit()).collect()
         };
         if !batch.is_empty() {
-            let mut writer = &**self.guard.stream();
-            let BufResult(_, _) = writer.write_vectored_all(batch).await;
+            let BufResult(_, _) = self.guard.stream().write_vectored_all(batch).await;
         }
     }
 }

@@ -4,13 +4,15 @@
 //! bytes in it). Instead every connection registers a [`ConnGuard`]; the core's sweeper wakes a
 //! few times a second and shuts down the socket of any connection past a deadline: the
 //! handshake deadline, the idle limit, or a write that has been stuck too long (a watcher that
-//! stopped reading). The owning task then sees its IO fail and logs the recorded reason.
+//! stopped reading). The owning task then sees its IO fail and logs the recorded reason. Plain
+//! and TLS connections are cut the same way: the TCP socket underneath is shut down.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use super::runtime::{self, TcpStream};
+use super::net::Transport;
+use super::runtime;
 
 /// How often the sweeper looks at every connection of its core.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -36,7 +38,7 @@ impl std::fmt::Display for Cut {
 /// The deadlines of one connection.
 #[derive(Debug)]
 pub struct ConnGuard {
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     handshake_deadline: Cell<Option<Instant>>,
     idle_limit: Cell<Option<Duration>>,
     last_read: Cell<Instant>,
@@ -46,7 +48,8 @@ pub struct ConnGuard {
 }
 
 impl ConnGuard {
-    pub fn stream(&self) -> &Rc<TcpStream> {
+    /// The connection, plain or TLS.
+    pub fn stream(&self) -> &Rc<Transport> {
         &self.stream
     }
 
@@ -108,7 +111,7 @@ pub struct Sweeper {
 
 impl Sweeper {
     /// Registers a connection; the guard lives as long as the returned `Rc`.
-    pub fn guard(&self, stream: Rc<TcpStream>, now: Instant) -> Rc<ConnGuard> {
+    pub fn guard(&self, stream: Rc<Transport>, now: Instant) -> Rc<ConnGuard> {
         let guard = Rc::new(ConnGuard {
             stream,
             handshake_deadline: Cell::new(None),
@@ -132,7 +135,7 @@ impl Sweeper {
                 && let Some(cut) = guard.check(now)
             {
                 guard.cut.set(Some(cut));
-                runtime::shutdown(&guard.stream);
+                guard.stream.shutdown();
             }
             true
         });

@@ -14,6 +14,7 @@ pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
 pub mod http;
+pub mod net;
 pub mod reader;
 pub mod rtmp;
 pub mod runtime;
@@ -29,13 +30,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, IoUringConfig};
 use crate::fanout::{CoreHub, DeferredWakes, PublishPolicy, Registry, RingLimits};
 use crate::metrics::{Metrics, NodeGauges, Protocol};
 use accept::ListenerSpec;
 use guard::Sweeper;
+use net::CertStore;
 
 /// How long workers get to wind down (send FTL 410s, flush) after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -84,15 +86,18 @@ pub struct Node {
     started: AtomicBool,
     /// A shutdown signal arrived: readiness is withdrawn for good.
     draining: AtomicBool,
+    /// The TLS certificate, when a TLS listener runs (reloaded on SIGHUP).
+    pub certs: Option<Arc<CertStore>>,
 }
 
 impl Node {
-    fn new(workers: usize) -> Self {
+    fn new(workers: usize, certs: Option<Arc<CertStore>>) -> Self {
         Node {
             workers,
             metrics: Metrics::new(workers),
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            certs,
         }
     }
 
@@ -108,6 +113,7 @@ impl Node {
             live_streams: registry.live_streams().len(),
             workers: self.workers,
             ready: self.is_ready(),
+            tls_cert_expiry: self.certs.as_ref().and_then(|c| c.expiry_unix()),
         }
     }
 }
@@ -152,6 +158,20 @@ pub enum StartError {
     },
     #[error("a worker thread exited during startup")]
     WorkerLost,
+    #[error(
+        "{label} on {addr}: {source}; another process already listens there (a second ringcast?): stop it, pick another address, or pass --handover for a deliberate zero-downtime upgrade"
+    )]
+    AddressTaken {
+        label: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{label} listener configured but no certificate: set tls.cert_file and tls.key_file")]
+    NoCertificate { label: &'static str },
+    #[error("TLS certificate: {0}")]
+    Tls(#[from] net::TlsLoadError),
+    #[error("TLS setup: {0}")]
+    TlsSetup(#[from] rustls::Error),
 }
 
 fn ring_limits(config: &Config) -> RingLimits {
@@ -168,6 +188,22 @@ fn ring_limits(config: &Config) -> RingLimits {
 pub fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
     let workers = config.server.worker_count().max(1);
+    if config.server.handover_listeners {
+        info!(
+            "handover_listeners: sharing the configured addresses with any ringcast already there"
+        );
+    } else {
+        check_addresses_free(&config)?;
+    }
+    let wants_tls = !config.rtmps.listen.is_empty() || !config.http.tls_listen.is_empty();
+    let certs = if wants_tls && config.tls.is_configured() {
+        let store = CertStore::load(&config.tls.cert_file, &config.tls.key_file)?;
+        log_certificate(&store, "TLS certificate loaded");
+        Some(store)
+    } else {
+        None
+    };
+    let tls = certs.as_ref().map(|c| c.server_config()).transpose()?;
     let registry = Arc::new(Registry::new(
         workers,
         PublishPolicy {
@@ -191,7 +227,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         channels,
         shutdown: ShutdownSignal::new(workers),
-        node: Arc::new(Node::new(workers)),
+        node: Arc::new(Node::new(workers, certs)),
+        tls,
     });
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
@@ -258,7 +295,7 @@ fn wait_for_shutdown(node: &Node, drain: Duration) {
         }
     };
     rt.block_on(async {
-        next_signal().await;
+        next_signal(node).await;
         node.draining.store(true, Ordering::Release);
         if drain.is_zero() {
             info!("shutting down");
@@ -269,16 +306,47 @@ fn wait_for_shutdown(node: &Node, drain: Duration) {
             "shutting down: readiness withdrawn, draining (a second signal stops at once)"
         );
         let waited = std::pin::pin!(runtime::sleep(drain));
-        let signalled = std::pin::pin!(next_signal());
+        let signalled = std::pin::pin!(next_signal(node));
         futures_util::future::select(waited, signalled).await;
         info!("drain over; stopping the workers");
     });
 }
 
-async fn next_signal() {
-    let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
-    let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
-    futures_util::future::select(sigint, sigterm).await;
+/// Waits for SIGINT or SIGTERM; a SIGHUP meanwhile reloads the TLS certificate.
+async fn next_signal(node: &Node) {
+    loop {
+        let sigint = std::pin::pin!(compio::signal::unix::signal(libc::SIGINT));
+        let sigterm = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
+        let sighup = std::pin::pin!(compio::signal::unix::signal(libc::SIGHUP));
+        let stop = futures_util::future::select(sigint, sigterm);
+        match futures_util::future::select(stop, sighup).await {
+            futures_util::future::Either::Left(_) => return,
+            futures_util::future::Either::Right(_) => reload_certificate(node),
+        }
+    }
+}
+
+/// SIGHUP: re-reads the certificate and key. New handshakes get the new pair; open connections
+/// keep theirs. A pair that does not load is refused, named in the log, and the old one stays.
+fn reload_certificate(node: &Node) {
+    let Some(store) = &node.certs else {
+        info!("SIGHUP: no TLS listener, nothing to reload");
+        return;
+    };
+    match store.reload() {
+        Ok(()) => log_certificate(store, "SIGHUP: TLS certificate reloaded"),
+        Err(e) => {
+            error!(error = %e, "SIGHUP: TLS certificate reload refused; the previous certificate stays in use")
+        }
+    }
+}
+
+fn log_certificate(store: &CertStore, what: &str) {
+    let file = store.cert_file().display().to_string();
+    match store.expiry_unix() {
+        Some(expires) => info!(%file, expires_unix = expires, "{what}"),
+        None => info!(%file, "{what}"),
+    }
 }
 
 /// What every worker thread receives from `run`.
@@ -289,6 +357,8 @@ struct WorkerShared {
     channels: Arc<fstream::Channels>,
     shutdown: ShutdownSignal,
     node: Arc<Node>,
+    /// The TLS listeners' server config (its certificate reloads on SIGHUP).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn worker(
@@ -340,40 +410,8 @@ fn worker(
             node: shared.node.clone(),
         });
 
-        let (rtmp, ftl, fstream, http) = (&config.rtmp, &config.ftl, &config.fstream, &config.http);
-        let bind = |addrs, protocol, proxy_protocol, timeout_ms| {
-            let timeout = Duration::from_millis(timeout_ms);
-            bind_listeners(index, addrs, protocol, proxy_protocol, timeout)
-        };
-        let bound = (|| {
-            Ok((
-                bind(
-                    &rtmp.listen.0,
-                    Protocol::Rtmp,
-                    rtmp.proxy_protocol,
-                    rtmp.handshake_timeout_ms,
-                )?,
-                bind(
-                    enabled(ftl.is_active(), &ftl.listen.0),
-                    Protocol::Ftl,
-                    ftl.proxy_protocol,
-                    ftl.auth_timeout_ms,
-                )?,
-                bind(
-                    enabled(fstream.enabled, &fstream.listen.0),
-                    Protocol::Fstream,
-                    fstream.proxy_protocol,
-                    fstream.handshake_timeout_ms,
-                )?,
-                bind(
-                    enabled(http.enabled, &http.listen.0),
-                    Protocol::Http,
-                    http.proxy_protocol,
-                    http.request_timeout_ms,
-                )?,
-            ))
-        })();
-        let (listeners, ftl_listeners, fstream_listeners, http_listeners) = match bound {
+        let bound = bind_table(index, &config, shared.tls.as_ref());
+        let bound = match bound {
             Ok(bound) => bound,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -381,41 +419,39 @@ fn worker(
             }
         };
         runtime::spawn(sweeper.run()).detach();
-        let ftl_core = Rc::new(ftl::FtlCore::default());
-        for (spec, listener) in ftl_listeners {
-            if index == 0 {
-                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
-                let udp_ports = config.ftl.udp_port_range;
-                info!(%addr, %udp_ports, proxy_protocol, "FTL listening");
-            }
-            let ftl_core = ftl_core.clone();
-            let serve = move |core, conn| ftl::serve(core, ftl_core, conn);
-            runtime::spawn(accept::run(core.clone(), spec, listener, serve)).detach();
-        }
         if let Some(deferred) = hub.deferred_wakes() {
             runtime::spawn(flush_deferred_wakes(deferred.clone(), coalesce)).detach();
         }
         runtime::spawn(drain_inbox(hub)).detach();
-        for (spec, listener) in listeners {
+        let ftl_core = Rc::new(ftl::FtlCore::default());
+        for (driver, spec, listener) in bound {
             if index == 0 {
-                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
-                info!(%addr, proxy_protocol, "RTMP listening");
+                let (addr, proxy_protocol, tls) =
+                    (spec.addr, spec.proxy_protocol, spec.tls.is_some());
+                match driver {
+                    Driver::Ftl => {
+                        let udp_ports = config.ftl.udp_port_range;
+                        info!(%addr, %udp_ports, proxy_protocol, "FTL listening");
+                    }
+                    _ => {
+                        info!(%addr, proxy_protocol, tls, "{} listening", spec.label.to_uppercase())
+                    }
+                }
             }
-            runtime::spawn(accept::run(core.clone(), spec, listener, rtmp::serve)).detach();
-        }
-        for (spec, listener) in fstream_listeners {
-            if index == 0 {
-                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
-                info!(%addr, proxy_protocol, "fstream listening");
+            let core = core.clone();
+            match driver {
+                Driver::Rtmp => runtime::spawn(accept::run(core, spec, listener, rtmp::serve)),
+                Driver::Fstream => {
+                    runtime::spawn(accept::run(core, spec, listener, fstream::serve))
+                }
+                Driver::Http => runtime::spawn(accept::run(core, spec, listener, http::serve)),
+                Driver::Ftl => {
+                    let ftl_core = ftl_core.clone();
+                    let serve = move |core, conn| ftl::serve(core, ftl_core, conn);
+                    runtime::spawn(accept::run(core, spec, listener, serve))
+                }
             }
-            runtime::spawn(accept::run(core.clone(), spec, listener, fstream::serve)).detach();
-        }
-        for (spec, listener) in http_listeners {
-            if index == 0 {
-                let (addr, proxy_protocol) = (spec.addr, spec.proxy_protocol);
-                info!(%addr, proxy_protocol, "HTTP listening");
-            }
-            runtime::spawn(accept::run(core.clone(), spec, listener, http::serve)).detach();
+            .detach();
         }
         let _ = ready.send(Ok(()));
         // The spawned tasks do the work; this one waits for shutdown, then ends this core's
@@ -458,31 +494,155 @@ fn enabled(on: bool, addrs: &[SocketAddr]) -> &[SocketAddr] {
     if on { addrs } else { &[] }
 }
 
-/// Binds one listener per address in `addrs`, each expecting what `protocol`'s config says.
-fn bind_listeners(
-    core: usize,
-    addrs: &[SocketAddr],
+/// Which driver serves a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Rtmp,
+    Ftl,
+    Fstream,
+    Http,
+}
+
+/// One row of the listener table: what listens where, and how.
+struct ListenerRow<'a> {
+    driver: Driver,
     protocol: Protocol,
+    /// The log label ("rtmps", "https", ...).
+    label: &'static str,
+    addrs: &'a [SocketAddr],
     proxy_protocol: bool,
-    handshake_timeout: Duration,
-) -> Result<Vec<(ListenerSpec, runtime::TcpListener)>, StartError> {
-    addrs
-        .iter()
-        .map(|&addr| {
+    timeout_ms: u64,
+    tls: bool,
+}
+
+/// Every listener the config asks for, in start order: the one place listeners are declared.
+fn listener_table(config: &Config) -> Vec<ListenerRow<'_>> {
+    let (rtmp, ftl, fstream, http) = (&config.rtmp, &config.ftl, &config.fstream, &config.http);
+    let row = |driver, protocol, label, addrs, proxy_protocol, timeout_ms, tls| ListenerRow {
+        driver,
+        protocol,
+        label,
+        addrs,
+        proxy_protocol,
+        timeout_ms,
+        tls,
+    };
+    let (rtmp_proxy, rtmp_timeout) = (rtmp.proxy_protocol, rtmp.handshake_timeout_ms);
+    let (http_proxy, http_timeout) = (http.proxy_protocol, http.request_timeout_ms);
+    vec![
+        row(
+            Driver::Ftl,
+            Protocol::Ftl,
+            "ftl",
+            enabled(ftl.is_active(), &ftl.listen),
+            ftl.proxy_protocol,
+            ftl.auth_timeout_ms,
+            false,
+        ),
+        row(
+            Driver::Rtmp,
+            Protocol::Rtmp,
+            "rtmp",
+            &rtmp.listen,
+            rtmp_proxy,
+            rtmp_timeout,
+            false,
+        ),
+        row(
+            Driver::Rtmp,
+            Protocol::Rtmp,
+            "rtmps",
+            &config.rtmps.listen,
+            rtmp_proxy,
+            rtmp_timeout,
+            true,
+        ),
+        row(
+            Driver::Fstream,
+            Protocol::Fstream,
+            "fstream",
+            enabled(fstream.enabled, &fstream.listen),
+            fstream.proxy_protocol,
+            fstream.handshake_timeout_ms,
+            false,
+        ),
+        row(
+            Driver::Http,
+            Protocol::Http,
+            "http",
+            enabled(http.enabled, &http.listen),
+            http_proxy,
+            http_timeout,
+            false,
+        ),
+        row(
+            Driver::Http,
+            Protocol::Http,
+            "https",
+            &http.tls_listen,
+            http_proxy,
+            http_timeout,
+            true,
+        ),
+    ]
+}
+
+type Bound = Vec<(Driver, ListenerSpec, runtime::TcpListener)>;
+
+/// Binds every listener of the table on this worker (`SO_REUSEPORT`: every worker binds each).
+fn bind_table(
+    core: usize,
+    config: &Config,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Bound, StartError> {
+    let mut bound = Vec::new();
+    for row in listener_table(config) {
+        for &addr in row.addrs {
+            let tls = match (row.tls, tls) {
+                (false, _) => None,
+                (true, Some(tls)) => Some(tls.clone()),
+                (true, None) => return Err(StartError::NoCertificate { label: row.label }),
+            };
             let spec = ListenerSpec {
-                protocol,
+                tls,
+                label: row.label,
+                protocol: row.protocol,
                 addr,
-                proxy_protocol,
-                handshake_timeout,
+                proxy_protocol: row.proxy_protocol,
+                handshake_timeout: Duration::from_millis(row.timeout_ms),
             };
             match runtime::bind_tcp(addr, BACKLOG) {
-                Ok(listener) => Ok((spec, listener)),
-                Err(source) => Err(StartError::Worker {
-                    core,
-                    what: format!("binding {} on {addr}", protocol.listener_label()),
-                    source,
-                }),
+                Ok(listener) => bound.push((row.driver, spec, listener)),
+                Err(source) => {
+                    return Err(StartError::Worker {
+                        core,
+                        what: format!("binding {} on {addr}", row.label),
+                        source,
+                    });
+                }
             }
-        })
-        .collect()
+        }
+    }
+    Ok(bound)
+}
+
+/// Refuses to start when another process already listens on a configured address: binding
+/// with `SO_REUSEPORT` would silently join its group and take a share of its connections.
+/// A probe bind without `SO_REUSEPORT` fails on a port someone listens on.
+fn check_addresses_free(config: &Config) -> Result<(), StartError> {
+    for row in listener_table(config) {
+        for &addr in row.addrs {
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Err(source) = runtime::probe_bind(addr) {
+                return Err(StartError::AddressTaken {
+                    label: row.label,
+                    addr,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }

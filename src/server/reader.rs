@@ -13,6 +13,7 @@ use std::io;
 
 use bytes::BytesMut;
 
+use super::net::Transport;
 use super::runtime::{self, AsyncRead, BufResult, IntoInner, TcpStream};
 
 /// Initial read size, and the size an idle connection returns to.
@@ -33,8 +34,18 @@ impl Default for Reader {
 }
 
 impl Reader {
-    /// Reads once from `stream`, appending what arrived to `input`. `Ok(0)` is end of stream.
+    /// Reads once from `transport`, appending the plaintext that arrived to `input`. `Ok(0)` is
+    /// end of stream. On TLS the socket reads (sized here) fill the ciphertext buffer.
     pub async fn read_into(
+        &mut self,
+        transport: &Transport,
+        input: &mut BytesMut,
+    ) -> io::Result<usize> {
+        transport.read_into(self, input).await
+    }
+
+    /// Reads once from the TCP socket itself, appending what arrived to `input`.
+    pub async fn read_raw(
         &mut self,
         stream: &TcpStream,
         input: &mut BytesMut,
@@ -86,7 +97,7 @@ mod tests {
             let mut reader = Reader::default();
             let mut input = BytesMut::from(&b"kept"[..]);
             client.write_all(b" then more").unwrap();
-            let n = reader.read_into(&server, &mut input).await.unwrap();
+            let n = reader.read_raw(&server, &mut input).await.unwrap();
             assert_eq!(n, 10);
             assert_eq!(&input[..], b"kept then more");
         });
@@ -100,7 +111,7 @@ mod tests {
             client.write_all(&[7u8; 8 * INITIAL]).unwrap();
             let mut got = 0;
             while got < 8 * INITIAL {
-                got += reader.read_into(&server, &mut input).await.unwrap();
+                got += reader.read_raw(&server, &mut input).await.unwrap();
             }
             assert!(reader.size > INITIAL, "size stayed at {}", reader.size);
             assert_eq!(input.len(), 8 * INITIAL);
@@ -109,7 +120,7 @@ mod tests {
             for _ in 0..2 {
                 input.clear();
                 client.write_all(&[1u8; 16]).unwrap();
-                assert_eq!(reader.read_into(&server, &mut input).await.unwrap(), 16);
+                assert_eq!(reader.read_raw(&server, &mut input).await.unwrap(), 16);
             }
             assert_eq!(reader.size, INITIAL);
             assert!(

@@ -17,7 +17,7 @@ use super::Core;
 use super::accept::Accepted;
 use super::guard::ConnGuard;
 use super::reader::Reader;
-use super::runtime::{self, AsyncWriteExt, BufResult};
+use super::runtime::{self, BufResult};
 use super::streams::{Ingest, Viewer};
 use super::watch::{Control, LocalNotify};
 use crate::config::Config;
@@ -220,8 +220,7 @@ impl Connection {
                     }
                 }
                 if !batch.is_empty() {
-                    let mut writer = &**self.guard.stream();
-                    let BufResult(_, _) = writer.write_vectored_all(batch).await;
+                    let BufResult(_, _) = self.guard.stream().write_vectored_all(batch).await;
                 }
             }
         }
@@ -426,6 +425,10 @@ impl Connection {
             }
             (End::Refused(reason), _) => info!(%peer, reason, "connection closed: refused"),
             (End::Superseded, _) => info!(%peer, "publisher replaced by a new one (takeover)"),
+            // Bad TLS records after the handshake (the transport reports them as invalid data).
+            (End::Io(e), _) if e.kind() == std::io::ErrorKind::InvalidData => {
+                warn!(%peer, error = %e, "connection closed: TLS error")
+            }
             (End::Io(e), _) => debug!(%peer, error = %e, "connection closed: io error"),
         }
         self.stop_publishing();
@@ -433,6 +436,6 @@ impl Connection {
             control.stopped.set(true);
             control.wake_writer();
         }
-        runtime::shutdown(self.guard.stream());
+        self.guard.stream().shutdown();
     }
 }

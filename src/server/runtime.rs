@@ -73,6 +73,17 @@ pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Binds (and closes at once) a socket on `addr` without `SO_REUSEPORT`: fails with
+/// "address in use" when any process listens there, even one in a reuse-port group.
+pub fn probe_bind(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
 /// Binds a UDP socket (FTL media) on `addr`.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -86,13 +97,13 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Shuts a connection down in both directions. A read or write pending on it completes at
 /// once, so the task that owns the socket notices and ends: this is how deadlines are
 /// enforced without racing a read against a timer.
-pub fn shutdown(stream: &TcpStream) {
+pub fn shutdown(stream: &impl std::os::fd::AsFd) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 /// Shuts down the sending half only: the peer reads what was written, then end of stream,
 /// while this side may still read (and discard) what the peer is sending.
-pub fn shutdown_write(stream: &TcpStream) {
+pub fn shutdown_write(stream: &impl std::os::fd::AsFd) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
 }
 

@@ -3,7 +3,7 @@
 //! Each pass gathers the connection's pending control bytes (RTMP status messages, an HTTP
 //! response head) and then the watcher's next frames from the ring, as refcount clones, into
 //! one vector, and writes it with a single vectored send: one SQE per watcher per wake, resumed
-//! mid-slice after a partial write. When the watcher is at the head it sleeps until the stream
+//! mid-slice after a partial write (on TLS: one encryption of the whole vector, then one write). When the watcher is at the head it sleeps until the stream
 //! changes or the connection has something to say. The loop counts what every watcher does
 //! (bytes out, frames skipped, slow-watcher disconnects) in its core's metrics, by protocol.
 
@@ -16,7 +16,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::guard::{ConnGuard, Cut};
-use super::runtime::{AsyncWriteExt, BufResult};
+use super::net::Transport;
+use super::runtime::BufResult;
 use crate::fanout::{Fill, StreamState, Watcher};
 use crate::metrics::{CoreMetrics, Counter, Protocol};
 
@@ -97,16 +98,13 @@ pub async fn changed_or_told(watcher: &mut Watcher, control: &dyn Control) {
 }
 
 /// Runs one watcher until its stream ends, it falls too far behind, or its socket fails.
-pub async fn run<W>(
-    mut socket: W,
+pub async fn run(
+    socket: &Transport,
     guard: &ConnGuard,
     watcher: &mut Watcher,
     control: &dyn Control,
     metrics: &CoreMetrics,
-) -> WatchEnd
-where
-    W: AsyncWriteExt,
-{
+) -> WatchEnd {
     let protocol = control.protocol();
     let mut dropped_counted = watcher.dropped_frames();
     let mut count_drops = |watcher: &Watcher| {

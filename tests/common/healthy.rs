@@ -25,6 +25,16 @@ impl HealthyStream {
         HealthyStream::start_with_player(server, dir, |key| server.url("live", key))
     }
 
+    /// Publishes to `publish_url(key)` and plays `player_url(key)` (e.g. both over RTMPS).
+    pub fn start_between(
+        server: &Server,
+        dir: &Path,
+        publish_url: impl Fn(&str) -> String,
+        player_url: impl Fn(&str) -> String,
+    ) -> HealthyStream {
+        HealthyStream::start_urls(server, dir, publish_url, player_url)
+    }
+
     /// Like [`HealthyStream::start`], the player reading HTTP-FLV (`/live/KEY.flv`).
     pub fn start_over_http(server: &Server, dir: &Path) -> HealthyStream {
         HealthyStream::start_with_player(server, dir, |key| {
@@ -38,8 +48,17 @@ impl HealthyStream {
         dir: &Path,
         player_url: impl Fn(&str) -> String,
     ) -> HealthyStream {
+        HealthyStream::start_urls(server, dir, |key| server.url("live", key), player_url)
+    }
+
+    fn start_urls(
+        server: &Server,
+        dir: &Path,
+        publish_url: impl Fn(&str) -> String,
+        player_url: impl Fn(&str) -> String,
+    ) -> HealthyStream {
         let key = unique_key("healthy");
-        let url = server.url("live", &key);
+        let url = publish_url(&key);
         let publisher = media::publish(Fixture::H264Aac, &url, true, dir, "healthy-pub");
         std::thread::sleep(Duration::from_millis(1500));
         let (player, md5_path) =

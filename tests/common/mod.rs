@@ -20,6 +20,7 @@ pub mod process;
 pub mod proxy;
 pub mod rtmp_raw;
 pub mod server;
+pub mod tls;
 pub mod tools;
 
 use std::net::TcpListener;

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use super::free_port;
 use super::process::ChildGuard;
 
-fn server_binary() -> PathBuf {
+pub fn server_binary() -> PathBuf {
     std::env::var_os("RINGCAST_TEST_SERVER").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_ringcast")),
         PathBuf::from,

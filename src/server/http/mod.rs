@@ -50,7 +50,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// caused by unread bytes.
 async fn linger_close(conn: &mut Conn) {
     let stream = conn.guard.stream().clone();
-    runtime::shutdown_write(&stream);
+    stream.close_write().await;
     conn.guard
         .set_handshake_deadline(Some(Instant::now() + LINGER));
     let mut discarded = 0;

@@ -100,7 +100,7 @@ impl Viewer {
         let started = Instant::now();
         let Release { core, guard, .. } = &self.release;
         let end = watch::run(
-            &**guard.stream(),
+            guard.stream(),
             guard,
             &mut self.watcher,
             control,
