@@ -126,8 +126,16 @@ impl Publisher {
 
     /// Pushes a frame meant only for the watchers of one audio rendition (an ingest's
     /// `onMetaData` that names the audio codec: one for Opus players, one for AAC players).
+    /// `onMetaData` is stamped 0, where FLV demuxers read it as the stream's header.
     pub fn push_variant(&mut self, mut frame: Frame, variant: Variant) -> Result<(), Superseded> {
-        frame.timestamp = self.rebase(frame.timestamp)?;
+        if frame.role == FrameRole::Metadata {
+            if self.claim.stream.generation() != self.claim.generation {
+                return Err(Superseded);
+            }
+            frame.timestamp = 0;
+        } else {
+            frame.timestamp = self.rebase(frame.timestamp)?;
+        }
         let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), variant);
         self.deliver(Arc::new(encoded));
         Ok(())
