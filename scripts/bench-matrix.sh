@@ -2,7 +2,10 @@
 # The benchmark matrix: ringcast, the kernel-ceiling baseline and (when installed) nginx-rtmp,
 # each loaded by one publisher and N watchers from ringcast-loadgen, on loopback only.
 #
-# Scenarios: `rtmp` (every server, RTMP watchers) and `fstream` (ringcast only, series
+# Scenarios: `rtmp` (every server, RTMP watchers), `ftl` (ringcast only: one FTL stream of H.264
+# + Opus from the loadgen's FTL publisher to N RTMP watchers, series `ringcast-ftl-aac` where the
+# watchers get the AAC rendition and `ringcast-ftl-opus` where they list Opus in fourCcList and
+# get the Opus as published: the difference is the rendition's cost) and `fstream` (ringcast only, series
 # `ringcast-fstream`: an fstream broadcast of the same synthetic media to fstream/bench/main,
 # watched by N fstream watchers reading FLV; nginx-rtmp has no fstream and the kernel ceiling is
 # protocol-agnostic, so it runs once) and `rtmps` (ringcast only, series `ringcast-rtmps`: the
@@ -21,7 +24,7 @@
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
 #        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = true')
-#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps"
+#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition)
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
@@ -41,7 +44,7 @@ SERVERS=${SERVERS:-"ringcast ceiling nginx"}
 SCENARIOS=${SCENARIOS:-"rtmp fstream rtmps"}
 FSTREAM_INGEST=${FSTREAM_INGEST:-fstream}
 BIN=${CARGO_TARGET_DIR:-target}/release
-PORT_RC=19401 PORT_KC=19402 PORT_NG=19403 PORT_FS=19404 PORT_RS=19405
+PORT_RC=19401 PORT_KC=19402 PORT_NG=19403 PORT_FS=19404 PORT_RS=19405 PORT_FTL=19406
 # The fstream user the ringcast-fstream series broadcasts as (listed in its config).
 FS_USER=bench FS_PASSWORD=bench FS_STREAM=fstream/bench/main
 mkdir -p "$OUT"
@@ -62,11 +65,43 @@ tree_ticks() { # the process and its children (watch --processes K)
   for p in "$1" $(pgrep -P "$1" || true); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
   echo "$t"
 }
+# The FTL scenario's media, made once: 720p30 H.264 (a keyframe every 2 s) and stereo Opus.
+ftl_sources() {
+  [ -s "$OUT/ftl.h264" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi \
+    -i testsrc2=size=1280x720:rate=30 -t 20 -c:v libx264 -preset veryfast -g 60 -bf 0 \
+    -b:v 3M -pix_fmt yuv420p -bsf:v h264_mp4toannexb -f h264 "$OUT/ftl.h264"
+  [ -s "$OUT/ftl.ogg" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi \
+    -i "sine=frequency=440:sample_rate=48000" -ac 2 -t 20 -c:a libopus -b:a 128k -f ogg "$OUT/ftl.ogg"
+}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
 start_server() { # series -> sets SPID, PORT
   case $1 in
+    ringcast-ftl-*)
+      PORT=$PORT_RC
+      cat >"$OUT/$1.toml" <<CONF
+[server]
+log = "warn"
+[rtmp]
+listen = ["127.0.0.1:$PORT_RC"]
+[fanout]
+${COALESCE_US:+write_coalesce_us = $COALESCE_US}
+[ftl]
+enabled = true
+listen = ["127.0.0.1:$PORT_FTL"]
+udp_port_range = "19410-19419"
+[[ftl.channels]]
+id = 77
+key = "SECRET"
+[fstream]
+enabled = false
+[http]
+enabled = false
+${EXTRA_TOML:-}
+CONF
+      "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
+      SPID=$! ;;
     ringcast|ringcast-fstream|ringcast-rtmps)
       PORT=$PORT_RC
       local rtmps=""
@@ -150,6 +185,8 @@ for scenario in $SCENARIOS; do
       # Protocol-agnostic: run it once even when only the fstream scenario is asked for.
       fstream/ceiling) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=(ceiling) ;;
       fstream/*) echo "$kind has no fstream; skipping it in the fstream scenario" >&2 ;;
+      ftl/ringcast) SERIES+=(ringcast-ftl-opus ringcast-ftl-aac) ;;
+      ftl/*) ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
   done
@@ -171,6 +208,9 @@ for series in "${SERIES[@]}"; do
     PUB=""
     case $series in
       ceiling) watch=(--protocol raw) ;;
+      ringcast-ftl-*)
+        watch=(--protocol rtmp --stream ftl/77)
+        [ "$series" = ringcast-ftl-opus ] && watch+=(--rtmp-opus) ;;
       ringcast-fstream)
         if [ "$FSTREAM_INGEST" = rtmp ]; then
           publish=(--target "127.0.0.1:$PORT_RC" --stream live/bench)
@@ -186,7 +226,13 @@ for series in "${SERIES[@]}"; do
         publish=(--target "127.0.0.1:$PORT" --stream live/bench)
         watch=(--protocol rtmp --stream live/bench) ;;
     esac
-    if [ "$series" != ceiling ]; then
+    if [[ $series == ringcast-ftl-* ]]; then
+      ftl_sources
+      "$BIN/ringcast-loadgen" ftl-publish --addr "127.0.0.1:$PORT_FTL" --key 77-SECRET \
+        --h264 "$OUT/ftl.h264" --opus "$OUT/ftl.ogg" --fps 30 --duration $((SETTLE + duration + 5)) \
+        >"$OUT/publish-$series-$n.log" 2>&1 &
+      PUB=$!; PIDS+=("$PUB")
+    elif [ "$series" != ceiling ]; then
       # shellcheck disable=SC2086 # PUBLISH_ARGS is a list of options
       "$BIN/ringcast-loadgen" publish "${publish[@]}" ${PUBLISH_ARGS:-} --duration $((SETTLE + duration + 5)) \
         >"$OUT/publish-$series-$n.log" 2>&1 &

@@ -553,3 +553,118 @@ fn an_ftl_takeover_continues_the_players_timeline() {
         || assert_monotonic(&media, "FTL takeover"),
     );
 }
+
+/// The first byte of every audio tag's body in FLV `bytes` (after the 13-byte file header).
+fn flv_audio_heads(bytes: &[u8]) -> Vec<u8> {
+    let mut heads = Vec::new();
+    let mut at = 13;
+    while at + 11 <= bytes.len() {
+        let size = u32::from_be_bytes([0, bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        if at + 11 + size > bytes.len() {
+            break;
+        }
+        if bytes[at] == 8 && size > 0 {
+            heads.push(bytes[at + 11]);
+        }
+        at += 11 + size + 4;
+    }
+    heads
+}
+
+#[test]
+fn http_flv_and_fstream_watchers_get_aac_unless_they_ask_for_opus() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let dir = server.scratch();
+    let (_, ogg) = make_sources(&dir);
+    let packets = ogg_packets(&ogg);
+    let key = unique_key("flvaudio");
+    let http = |query: &str| {
+        let mut stream = common::http::connect(&server.http_addr());
+        write!(
+            stream,
+            "GET /live/{key}.flv{query} HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .unwrap();
+        stream
+    };
+    let (mut http_aac, mut http_opus) = (http(""), http("?audio=opus"));
+    let fstream = |extra: &str, name: &str| {
+        let out = dir.join(format!("{name}.flv"));
+        let mut cmd = common::fstream::client(&server, &format!("watch,stream=live/{key}{extra}"));
+        let child = ChildGuard::spawn_with(
+            name,
+            &mut cmd,
+            Stdio::null(),
+            Stdio::from(std::fs::File::create(&out).unwrap()),
+            dir.join(format!("{name}.stderr")),
+        );
+        (child, out)
+    };
+    let (mut fs_aac, fs_aac_out) = fstream("", "fs-aac");
+    let (mut fs_opus, fs_opus_out) = fstream(",audio=opus", "fs-opus");
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut publisher, msid) = raw_publisher(server.port, &key);
+    let head = ex_audio(0, &packets[0]);
+    publisher
+        .send_raw(&chunk_message(AUDIO_CSID, 0, 8, msid, &head, 128))
+        .unwrap();
+    for (i, packet) in packets[2..200].iter().enumerate() {
+        let body = ex_audio(1, packet);
+        publisher
+            .send_raw(&chunk_message(
+                AUDIO_CSID,
+                20 * i as u32,
+                8,
+                msid,
+                &body,
+                128,
+            ))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let read_all = |stream: &mut std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| p + 4);
+        buf.split_off(body)
+    };
+    let (got_http_aac, got_http_opus) = (read_all(&mut http_aac), read_all(&mut http_opus));
+    fs_aac.kill();
+    fs_opus.kill();
+    let got_fs_aac = std::fs::read(&fs_aac_out).unwrap_or_default();
+    let got_fs_opus = std::fs::read(&fs_opus_out).unwrap_or_default();
+    with_context(
+        || format!("server stderr:\n{}", server.stderr()),
+        || {
+            for (what, flv, opus) in [
+                ("HTTP-FLV", &got_http_aac, false),
+                ("HTTP-FLV ?audio=opus", &got_http_opus, true),
+                ("fstream", &got_fs_aac, false),
+                ("fstream audio=opus", &got_fs_opus, true),
+            ] {
+                let heads = flv_audio_heads(flv);
+                assert!(heads.len() > 50, "{what}: {} audio tags", heads.len());
+                let expected = if opus { 0x90 } else { 0xa0 };
+                assert!(
+                    heads.iter().all(|h| h & 0xf0 == expected),
+                    "{what}: audio tags {:x?}",
+                    &heads[..heads.len().min(8)]
+                );
+            }
+        },
+    );
+}

@@ -163,6 +163,10 @@ enum Cmd {
         /// fstream: the channel password of an `fstream/USER/CHANNEL` stream.
         #[arg(long)]
         channel_password: Option<String>,
+        /// RTMP: list Opus in the connect's `fourCcList` (an Enhanced RTMP player), so Opus
+        /// audio arrives as published instead of as ringcast's AAC rendition.
+        #[arg(long)]
+        rtmp_opus: bool,
         #[arg(long, default_value_t = 100)]
         watchers: u64,
         /// Source addresses to bind, e.g. `127.0.0.1-127.0.0.50`.
@@ -296,6 +300,7 @@ fn play_request(
     target: SocketAddr,
     stream: &str,
     channel_password: Option<&str>,
+    rtmp_opus: bool,
 ) -> Result<PlayRequest, String> {
     if channel_password.is_some() && protocol != WatchProtocol::Fstream {
         return Err("--channel-password is an fstream option".into());
@@ -308,6 +313,7 @@ fn play_request(
                 app,
                 stream,
                 tc_url,
+                opus: rtmp_opus,
             }))
         }
         WatchProtocol::Fstream => {
@@ -433,6 +439,7 @@ fn real_main() -> Result<(), String> {
             target,
             stream,
             channel_password,
+            rtmp_opus,
             watchers,
             source_ips,
             ramp_per_sec,
@@ -459,7 +466,13 @@ fn real_main() -> Result<(), String> {
             let target = target.unwrap_or_else(|| default_target(protocol));
             let tls = tls::client_config(&url, parsed.as_ref().is_some_and(|u| u.tls), target)?;
             net::check_target(target, allow_non_loopback)?;
-            let request = play_request(protocol, target, &stream, channel_password.as_deref())?;
+            let request = play_request(
+                protocol,
+                target,
+                &stream,
+                channel_password.as_deref(),
+                rtmp_opus,
+            )?;
             let summary = if processes > 1 {
                 run_children(processes, watchers)?
             } else {

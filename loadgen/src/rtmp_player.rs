@@ -30,6 +30,8 @@ pub struct RtmpPlay {
     pub app: String,
     pub stream: String,
     pub tc_url: String,
+    /// List Opus in the connect's `fourCcList` (an Enhanced RTMP player).
+    pub opus: bool,
 }
 
 enum Phase {
@@ -62,18 +64,25 @@ fn command(out: &mut BytesMut, stream_id: u32, name: &str, txn: f64, args: Vec<V
 }
 
 fn connect(out: &mut BytesMut, play: &RtmpPlay) {
+    let mut props = vec![
+        ("app".into(), Value::String(play.app.clone())),
+        ("tcUrl".into(), Value::String(play.tc_url.clone())),
+        ("fpad".into(), Value::Boolean(false)),
+        ("capabilities".into(), Value::Number(15.0)),
+        ("audioCodecs".into(), Value::Number(3191.0)),
+        ("videoCodecs".into(), Value::Number(252.0)),
+        ("videoFunction".into(), Value::Number(1.0)),
+    ];
+    if play.opus {
+        props.push((
+            "fourCcList".into(),
+            Value::StrictArray(vec![Value::string("avc1"), Value::string("Opus")]),
+        ));
+    }
     let connect = Command {
         name: "connect".into(),
         transaction_id: TXN_CONNECT,
-        command_object: Value::Object(vec![
-            ("app".into(), Value::String(play.app.clone())),
-            ("tcUrl".into(), Value::String(play.tc_url.clone())),
-            ("fpad".into(), Value::Boolean(false)),
-            ("capabilities".into(), Value::Number(15.0)),
-            ("audioCodecs".into(), Value::Number(3191.0)),
-            ("videoCodecs".into(), Value::Number(252.0)),
-            ("videoFunction".into(), Value::Number(1.0)),
-        ]),
+        command_object: Value::Object(props),
         args: Vec::new(),
     };
     let mut body = BytesMut::new();

@@ -28,6 +28,19 @@ const RESUME_GAP_MS: u32 = 1;
 #[error("another publisher took over this stream")]
 pub struct Superseded;
 
+/// A publisher's AAC rendition and what starting one needs.
+#[derive(Debug, Default)]
+struct AacState {
+    /// The stream's AAC rendition, while any watcher wants AAC (see [`crate::media::aac`]).
+    rendition: Option<AacRendition>,
+    /// The last Opus `SequenceStart` body (its `OpusHead` tells the channel count).
+    opus_head: Option<Bytes>,
+    /// Set once the rendition failed to start, so it is not retried on every packet.
+    failed: bool,
+    /// Counters of the renditions this publisher ran, added up.
+    stats: AacStats,
+}
+
 /// A live publisher of one stream.
 #[derive(Debug)]
 pub struct Publisher {
@@ -38,14 +51,8 @@ pub struct Publisher {
     offset: Option<u32>,
     last_timestamp: Option<u32>,
     frames: u64,
-    /// The stream's AAC rendition, while any watcher wants AAC (see [`crate::media::aac`]).
-    aac: Option<AacRendition>,
-    /// The last Opus `SequenceStart` body (its `OpusHead` tells the channel count).
-    opus_head: Option<Bytes>,
-    /// Set once the rendition failed to start, so it is not retried on every packet.
-    aac_failed: bool,
-    /// Counters of the renditions this publisher ran, added up.
-    aac_stats: AacStats,
+    /// The AAC rendition's state (boxed: it is large and most publishers never run it).
+    audio: Box<AacState>,
     /// The stream's name in logs (see [`Publisher::set_log_name`]).
     shown: String,
 }
@@ -77,10 +84,7 @@ impl Publisher {
             offset: None,
             last_timestamp: None,
             frames: 0,
-            aac: None,
-            opus_head: None,
-            aac_failed: false,
-            aac_stats: AacStats::default(),
+            audio: Box::default(),
             shown: match name.split_once('/') {
                 Some((app, key)) => format!("{app}/{}", crate::config::redact_key(key)),
                 None => crate::config::redact_key(name),
@@ -122,8 +126,16 @@ impl Publisher {
 
     /// Pushes a frame meant only for the watchers of one audio rendition (an ingest's
     /// `onMetaData` that names the audio codec: one for Opus players, one for AAC players).
+    /// `onMetaData` is stamped 0, where FLV demuxers read it as the stream's header.
     pub fn push_variant(&mut self, mut frame: Frame, variant: Variant) -> Result<(), Superseded> {
-        frame.timestamp = self.rebase(frame.timestamp)?;
+        if frame.role == FrameRole::Metadata {
+            if self.claim.stream.generation() != self.claim.generation {
+                return Err(Superseded);
+            }
+            frame.timestamp = 0;
+        } else {
+            frame.timestamp = self.rebase(frame.timestamp)?;
+        }
         let encoded = EncodedFrame::media_variant(frame, self.hub.chunk_size(), variant);
         self.deliver(Arc::new(encoded));
         Ok(())
@@ -135,22 +147,22 @@ impl Publisher {
         let payload = &frame.payload;
         let packet_type = payload.first().map(|b| b & 0x0f);
         if packet_type == Some(0) {
-            self.opus_head = Some(payload.slice(5..));
+            self.audio.opus_head = Some(payload.slice(5..));
         }
         let wanted = self.claim.stream.aac_demand.load(Ordering::Acquire) > 0;
         if !wanted {
-            if let Some(aac) = self.aac.take() {
+            if let Some(aac) = self.audio.rendition.take() {
                 self.stop_aac(aac);
             }
-            self.aac_failed = false;
+            self.audio.failed = false;
             return;
         }
-        if packet_type != Some(1) || self.aac_failed {
+        if packet_type != Some(1) || self.audio.failed {
             return;
         }
         let packet = payload.get(5..).unwrap_or_default();
-        if self.aac.is_none() {
-            let channels = aac::channels_of(self.opus_head.as_deref(), packet);
+        if self.audio.rendition.is_none() {
+            let channels = aac::channels_of(self.audio.opus_head.as_deref(), packet);
             match AacRendition::new(channels, self.hub.aac_bitrate_kbps()) {
                 Ok(aac) => {
                     tracing::info!(
@@ -161,18 +173,18 @@ impl Publisher {
                     );
                     let header = aac.sequence_header().clone();
                     self.deliver_aac(frame.timestamp, header);
-                    self.aac = Some(aac);
+                    self.audio.rendition = Some(aac);
                 }
                 Err(error) => {
                     tracing::warn!(stream = %self.shown, %error, "AAC rendition unavailable");
-                    self.aac_failed = true;
+                    self.audio.failed = true;
                     return;
                 }
             }
         }
         let mut out: [Option<(u32, Bytes)>; 8] = Default::default();
         let mut n = 0;
-        let Some(aac) = self.aac.as_mut() else {
+        let Some(aac) = self.audio.rendition.as_mut() else {
             return;
         };
         let skipped = aac
@@ -199,10 +211,10 @@ impl Publisher {
 
     fn stop_aac(&mut self, aac: AacRendition) {
         let stats = aac.stats();
-        self.aac_stats.opus_packets += stats.opus_packets;
-        self.aac_stats.aac_frames += stats.aac_frames;
-        self.aac_stats.skipped += stats.skipped;
-        self.aac_stats.resyncs += stats.resyncs;
+        self.audio.stats.opus_packets += stats.opus_packets;
+        self.audio.stats.aac_frames += stats.aac_frames;
+        self.audio.stats.skipped += stats.skipped;
+        self.audio.stats.resyncs += stats.resyncs;
         tracing::info!(
             stream = %self.shown,
             opus_packets = stats.opus_packets,
@@ -215,13 +227,13 @@ impl Publisher {
 
     /// True while this publisher runs the stream's AAC rendition.
     pub fn aac_running(&self) -> bool {
-        self.aac.is_some()
+        self.audio.rendition.is_some()
     }
 
     /// Counters of the AAC renditions this publisher ran (the running one included).
     pub fn aac_stats(&self) -> AacStats {
-        let mut total = self.aac_stats;
-        if let Some(aac) = &self.aac {
+        let mut total = self.audio.stats;
+        if let Some(aac) = &self.audio.rendition {
             let s = aac.stats();
             total.opus_packets += s.opus_packets;
             total.aac_frames += s.aac_frames;
@@ -282,7 +294,7 @@ impl Publisher {
     /// Ends this publisher. Returns the stream and generation to expire after the grace window,
     /// or `None` if it had already been superseded.
     pub fn finish(mut self, now: Instant) -> Option<(Arc<StreamShared>, u64)> {
-        if let Some(aac) = self.aac.take() {
+        if let Some(aac) = self.audio.rendition.take() {
             self.stop_aac(aac);
         }
         let released = self.hub.registry().release(

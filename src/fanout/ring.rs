@@ -69,7 +69,8 @@ impl Headers {
     }
 }
 
-/// Headers re-stamped for the join frame a late joiner starts at: built once per (header,
+/// Headers re-stamped for the join frame a late joiner starts at (sequence headers) or for 0
+/// (`onMetaData`): built once per (header,
 /// join time) by the first watcher that needs it and shared by the watchers after it.
 #[derive(Debug, Default)]
 struct Restamped {
@@ -88,8 +89,8 @@ impl Restamped {
         {
             return f.clone();
         }
-        // Only the newest join time is worth keeping.
-        self.entries.retain(|(_, t, _)| *t == timestamp);
+        // Only the newest join time (and metadata's 0) is worth keeping.
+        self.entries.retain(|(_, t, _)| *t == timestamp || *t == 0);
         let restamped = header.restamped(timestamp);
         self.entries.push((seq, timestamp, restamped.clone()));
         restamped
@@ -381,7 +382,14 @@ impl Ring {
                 && *seq >= cursor.headers_sent_below
                 && cursor.audio.admits(frame)
             {
-                let frame = match join_ts {
+                // `onMetaData` goes at 0: FLV demuxers (ffmpeg's) read it as the stream's
+                // header only there; at any other time it becomes a data stream that holds
+                // `-map 0 -t N` players open.
+                let ts = match frame.role {
+                    FrameRole::Metadata => Some(0),
+                    _ => join_ts,
+                };
+                let frame = match ts {
                     Some(ts) => self.restamped.borrow_mut().get(*seq, ts, frame),
                     None => frame.clone(),
                 };

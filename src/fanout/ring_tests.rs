@@ -373,3 +373,20 @@ fn aac_watchers_see_the_rendition_and_passthrough_watchers_the_opus() {
     let (_, got) = drain(&ring, &mut silent, Instant::now());
     assert_eq!(got, vec![key(0).rtmp().clone()]);
 }
+
+#[test]
+fn cached_metadata_is_replayed_at_time_zero_where_demuxers_read_it() {
+    let mut ring = Ring::new(limits());
+    let mut meta = b"\x02\x00\x0aonMetaData".to_vec();
+    meta.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 9]);
+    let meta = Arc::new(EncodedFrame::media(
+        Frame::new(MediaKind::Script, 1200, Bytes::from(meta)),
+        CHUNK,
+    ));
+    ring.push(meta.clone());
+    ring.push(header());
+    ring.push(key(5000));
+    let (_, batch) = drain(&ring, &mut ring.join(), Instant::now());
+    assert_eq!(batch[0], meta.restamped(0).rtmp());
+    assert_eq!(batch[1], header().restamped(5000).rtmp());
+}

@@ -1,9 +1,9 @@
 //! The AAC rendition of an Opus audio track: Opus packets in, FLV AAC-LC messages out.
 //!
 //! Players that cannot take Opus (Debian's ffmpeg 5.1, GStreamer 1.22, VLC 3, flv.js, every
-//! restream platform) get AAC made from the stream's Opus: decoded by a pure-Rust Opus decoder
-//! (`opus-decoder`) and encoded by the Fraunhofer FDK AAC encoder (`fdk-aac`, behind the `aac`
-//! Cargo feature). One [`AacRendition`] runs per stream, on the publisher's core, while any
+//! restream platform) get AAC made from the stream's Opus: decoded by libopus 1.3.1 as Rust
+//! (`unsafe-libopus`, a c2rust translation: no C toolchain) and encoded by the Fraunhofer FDK AAC
+//! encoder (`fdk-aac`, behind the `aac` Cargo feature). One [`AacRendition`] runs per stream, on the publisher's core, while any
 //! watcher asks for AAC; its frames are shared by every such watcher like any other frame.
 //!
 //! Timing follows the Opus timeline: the decoded PCM (48 kHz) is cut into 1024-sample AAC
@@ -82,7 +82,7 @@ pub fn channels_of(opus_head: Option<&[u8]>, packet: &[u8]) -> u8 {
 
 /// One stream's Opus → AAC-LC transcoder.
 pub struct AacRendition {
-    decoder: opus_decoder::OpusDecoder,
+    decoder: OpusDecoder,
     encoder: encoder::Encoder,
     channels: usize,
     /// Decoded PCM not yet encoded, interleaved.
@@ -114,8 +114,8 @@ impl AacRendition {
     /// A rendition of `channels` (1 or 2) at `bitrate_kbps`.
     pub fn new(channels: u8, bitrate_kbps: u32) -> Result<Self, AacError> {
         let channels = usize::from(channels.clamp(1, 2));
-        let decoder = opus_decoder::OpusDecoder::new(SAMPLE_RATE, channels)
-            .map_err(|e| AacError::Decoder(e.to_string()))?;
+        let decoder = OpusDecoder::new(channels)
+            .map_err(|code| AacError::Decoder(format!("libopus error {code}")))?;
         let encoder = encoder::Encoder::new(channels, bitrate_kbps.saturating_mul(1000))?;
         let mut header = BytesMut::with_capacity(2 + encoder.config().len());
         header.put_u8(FLV_AAC);
@@ -165,9 +165,23 @@ impl AacRendition {
             self.stats.skipped += 1;
             return Err(Skip::Undecodable);
         }
-        let samples = match self.decoder.decode(packet, &mut self.decoded, false) {
-            Ok(n) if n > 0 && n <= MAX_OPUS_SAMPLES => n,
-            _ => {
+        let decoded = &mut self.decoded;
+        let decoder = &mut self.decoder;
+        // libopus rejects what it cannot parse with an error code; the unwind guard is for the
+        // translation itself: a panic skips the packet and starts a fresh decoder.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.decode(packet, decoded)
+        }));
+        let samples = match result {
+            Ok(Ok(n)) if n > 0 && n <= MAX_OPUS_SAMPLES => n,
+            Ok(_) => {
+                self.stats.skipped += 1;
+                return Err(Skip::Undecodable);
+            }
+            Err(_) => {
+                if let Ok(fresh) = OpusDecoder::new(self.channels) {
+                    self.decoder = fresh;
+                }
                 self.stats.skipped += 1;
                 return Err(Skip::Undecodable);
             }
@@ -218,6 +232,58 @@ impl AacRendition {
             self.pcm.clear();
             self.stats.resyncs += 1;
         }
+    }
+}
+
+/// libopus's decoder at 48 kHz, as a safe handle (`unsafe-libopus`: libopus 1.3.1 translated to
+/// Rust). Decodes to interleaved 16-bit PCM.
+pub struct OpusDecoder {
+    state: *mut unsafe_libopus::OpusDecoder,
+    channels: usize,
+}
+
+impl OpusDecoder {
+    /// A decoder of `channels` (1 or 2) at 48 kHz; `Err` carries libopus's error code.
+    pub fn new(channels: usize) -> Result<Self, i32> {
+        let channels_c = i32::try_from(channels).map_err(|_| -1)?;
+        let mut error = 0;
+        // SAFETY: plain constructor; libopus checks its arguments and reports through `error`.
+        // The state it returns is owned by this handle and freed once, in `Drop`.
+        let state = unsafe { unsafe_libopus::opus_decoder_create(48_000, channels_c, &mut error) };
+        if state.is_null() || error != 0 {
+            return Err(error);
+        }
+        Ok(OpusDecoder { state, channels })
+    }
+
+    /// Decodes one packet into `pcm` (interleaved); returns samples per channel.
+    pub fn decode(&mut self, packet: &[u8], pcm: &mut [i16]) -> Result<usize, i32> {
+        if packet.is_empty() {
+            return Err(-1); // an empty packet asks libopus for loss concealment
+        }
+        let len = i32::try_from(packet.len()).map_err(|_| -1)?;
+        let frame_size = i32::try_from(pcm.len() / self.channels.max(1)).map_err(|_| -1)?;
+        // SAFETY: `state` is a live decoder made by `opus_decoder_create` with `channels`
+        // channels; `packet` is `len` readable bytes; `pcm` has room for `frame_size` samples of
+        // every channel, which is the most libopus writes.
+        let n = unsafe {
+            unsafe_libopus::opus_decode(
+                self.state,
+                packet.as_ptr(),
+                len,
+                pcm.as_mut_ptr(),
+                frame_size,
+                0,
+            )
+        };
+        usize::try_from(n).map_err(|_| n)
+    }
+}
+
+impl Drop for OpusDecoder {
+    fn drop(&mut self) {
+        // SAFETY: made by `opus_decoder_create`, freed exactly once.
+        unsafe { unsafe_libopus::opus_decoder_destroy(self.state) }
     }
 }
 

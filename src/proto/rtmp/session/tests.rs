@@ -493,6 +493,17 @@ fn connect_reply_carries_control_messages_and_echoes_fourcc_list() {
         Some("NetConnection.Connect.Success")
     );
     assert_eq!(info.get("objectEncoding"), Some(&Value::Number(0.0)));
+    assert!(!s.takes_opus(), "hvc1 only: the player gets AAC");
+}
+
+#[test]
+fn a_connect_listing_opus_marks_the_player_as_taking_opus() {
+    let mut s = handshaken_server(Limits::default());
+    let list = Value::StrictArray(vec![Value::string("avc1"), Value::string("Opus")]);
+    let obj = Value::object([("app", Value::string("live")), ("fourCcList", list)]);
+    let body = command("connect", 1.0, obj, vec![]);
+    send(&mut s, 0, type_id::AMF0_COMMAND, &body).unwrap();
+    assert!(s.takes_opus());
 }
 
 #[test]
