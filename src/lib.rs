@@ -6,12 +6,14 @@
 //! - [`server`] is the only code that touches sockets and the io_uring runtime.
 //! - [`client`] holds the blocking command-line clients (`ringcast fstream`).
 //! - [`config`] is the typed TOML configuration with its embedded defaults.
+//! - [`logging`] is the non-blocking log writer (a thread behind a bounded queue).
 //! - [`metrics`] holds the per-core counters behind `/metrics` (no IO).
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod fanout;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod proto;

@@ -196,10 +196,65 @@ impl Default for CoreBlock {
     }
 }
 
+/// Why an authentication was refused (`reason` label of `ringcast_auth_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// fstream: no such user.
+    UnknownUser,
+    /// fstream: the user exists, the password is wrong.
+    WrongPassword,
+    /// fstream: no user password in the handshake.
+    MissingPassword,
+    /// fstream: the user's password file is unreadable or malformed.
+    BadUserFile,
+    /// fstream: the address is locked out after too many failed logins.
+    LockedOut,
+    /// FTL: the address asked for more HMAC challenges than the per-IP limit.
+    RateLimited,
+    /// FTL: the HMAC of the stream key did not match.
+    WrongKey,
+}
+
+impl AuthFailure {
+    const ALL: [AuthFailure; AUTH_REASONS] = [
+        AuthFailure::UnknownUser,
+        AuthFailure::WrongPassword,
+        AuthFailure::MissingPassword,
+        AuthFailure::BadUserFile,
+        AuthFailure::LockedOut,
+        AuthFailure::RateLimited,
+        AuthFailure::WrongKey,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::WrongPassword => "wrong_password",
+            AuthFailure::MissingPassword => "missing_password",
+            AuthFailure::BadUserFile => "bad_user_file",
+            AuthFailure::LockedOut => "locked_out",
+            AuthFailure::RateLimited => "rate_limited",
+            AuthFailure::WrongKey => "wrong_key",
+        }
+    }
+
+    /// The protocols this reason is reported for.
+    fn protocols(self) -> &'static [Protocol] {
+        match self {
+            AuthFailure::RateLimited | AuthFailure::WrongKey => &[Protocol::Ftl],
+            _ => &[Protocol::Fstream],
+        }
+    }
+}
+
+const AUTH_REASONS: usize = 7;
+
 /// The counters of every core of the node.
 #[derive(Debug)]
 pub struct Metrics {
     cores: Box<[CoreBlock]>,
+    /// Refused authentications by protocol and reason: rare, so one shared atomic each.
+    auth_failures: [[AtomicU64; AUTH_REASONS]; PROTOCOLS],
 }
 
 /// Node-wide values read at scrape time rather than counted.
@@ -210,6 +265,8 @@ pub struct NodeGauges {
     pub workers: usize,
     /// What `/readyz` answers: every worker up and no shutdown under way.
     pub ready: bool,
+    /// Log lines dropped since start (`crate::logging::dropped_total`).
+    pub log_lines_dropped: u64,
     /// The TLS certificate's notAfter (Unix seconds), when a TLS listener runs.
     pub tls_cert_expiry: Option<i64>,
     /// The cluster's figures, unless the node is standalone.
@@ -235,7 +292,27 @@ impl Metrics {
     pub fn new(cores: usize) -> Arc<Metrics> {
         Arc::new(Metrics {
             cores: (0..cores.max(1)).map(|_| CoreBlock::default()).collect(),
+            auth_failures: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         })
+    }
+
+    /// Counts one refused authentication.
+    pub fn auth_failed(&self, protocol: Protocol, reason: AuthFailure) {
+        if let Some(counter) = self
+            .auth_failures
+            .get(protocol.index())
+            .and_then(|row| row.get(reason as usize))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Refused authentications so far for `protocol` and `reason`.
+    pub fn auth_failures(&self, protocol: Protocol, reason: AuthFailure) -> u64 {
+        self.auth_failures
+            .get(protocol.index())
+            .and_then(|row| row.get(reason as usize))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// The handle core `index` counts with. Call it on that core only, once: the handle's
@@ -280,6 +357,27 @@ impl Metrics {
                 }
             }
         }
+        let name = "ringcast_auth_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Refused authentications (publish logins, FTL challenges), by protocol and reason.\n# TYPE {name} counter"
+        );
+        for reason in AuthFailure::ALL {
+            for &p in reason.protocols() {
+                let value = self.auth_failures(p, reason);
+                let (protocol, reason) = (p.label(), reason.label());
+                let _ = writeln!(
+                    out,
+                    "{name}{{protocol=\"{protocol}\",reason=\"{reason}\"}} {value}"
+                );
+            }
+        }
+        let name = "ringcast_log_lines_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Log lines dropped because the log reader fell behind (logging never blocks a worker).\n# TYPE {name} counter\n{name} {}",
+            node.log_lines_dropped
+        );
         let errors = "ringcast_connection_errors_total";
         let _ = writeln!(
             out,
@@ -496,6 +594,7 @@ mod tests {
             live_streams: 0,
             workers: 2,
             ready: true,
+            log_lines_dropped: 0,
             tls_cert_expiry: None,
             cluster: None,
         });
@@ -515,10 +614,12 @@ mod tests {
         core.add(Counter::Accepted(Protocol::Http), 3);
         let _w = core.track(Counter::Watchers(Protocol::Http));
         core.add(Counter::SlowDisconnects(Protocol::Rtmp), 1);
+        metrics.auth_failed(Protocol::Fstream, AuthFailure::WrongPassword);
         let text = metrics.render(NodeGauges {
             live_streams: 2,
             workers: 2,
             ready: true,
+            log_lines_dropped: 3,
             tls_cert_expiry: Some(1_900_000_000),
             cluster: None,
         });
@@ -547,6 +648,21 @@ mod tests {
         assert_eq!(sample(&text, "ringcast_frames_ingested_total"), Some("0"));
         assert_eq!(sample(&text, "ringcast_streams_live"), Some("2"));
         assert_eq!(sample(&text, "ringcast_ready"), Some("1"));
+        assert_eq!(sample(&text, "ringcast_log_lines_dropped_total"), Some("3"));
+        assert_eq!(
+            sample(
+                &text,
+                "ringcast_auth_failures_total{protocol=\"fstream\",reason=\"wrong_password\"}"
+            ),
+            Some("1")
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "ringcast_auth_failures_total{protocol=\"ftl\",reason=\"rate_limited\"}"
+            ),
+            Some("0")
+        );
         assert_eq!(
             sample(&text, "ringcast_tls_cert_expiry_timestamp_seconds"),
             Some("1900000000")
@@ -575,6 +691,7 @@ mod tests {
             ready: true,
             tls_cert_expiry: None,
             cluster: None,
+            log_lines_dropped: 0,
         };
         assert!(!metrics.render(node).contains("ringcast_cluster_"));
         let text = metrics.render(NodeGauges {

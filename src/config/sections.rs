@@ -89,6 +89,11 @@ section! {
         /// the client's address from then on (logs). A connection without a valid header is
         /// closed. Only behind a trusted balancer: whoever reaches the port can claim any address.
         pub proxy_protocol: bool = false,
+        /// Most a publisher may send, in kilobits per second averaged over each second; one
+        /// above it for max_publish_sustain_ms is disconnected (0 = no limit, the default).
+        pub max_publish_kbps: u32 = 0,
+        /// How long a publisher may stay above max_publish_kbps, in milliseconds.
+        pub max_publish_sustain_ms: u64 = 10_000,
         /// Who may publish to an app without an [[rtmp.apps]] entry: "open" (any key) or "deny".
         /// Playing an unlisted app is always allowed.
         pub default_policy: PublishPolicy = PublishPolicy::Open,
@@ -146,7 +151,8 @@ impl AppConfig {
 section! {
     /// The fan-out engine: rings, GOP cache and slow-watcher policy.
     pub struct FanoutConfig {
-        /// Start new watchers at the last keyframe, after cached metadata and sequence headers.
+        /// Start new watchers at the last keyframe, after cached metadata and sequence headers;
+        /// false: at the live head, from the next keyframe (sequence headers still sent first).
         pub gop_cache: bool = true,
         /// Most bytes one stream's cached GOP may hold; beyond it the cache is dropped until the
         /// next keyframe.
@@ -156,8 +162,17 @@ section! {
         /// A watcher further behind than this (or overrun by the ring) skips to the next
         /// keyframe, in milliseconds.
         pub watcher_max_lag_ms: u64 = 1_500,
-        /// A watcher that stays behind for this long is disconnected, in milliseconds.
+        /// A watcher that stays behind for this long is disconnected, in milliseconds. A
+        /// disconnected slow watcher's socket is aborted (TCP RST), so what was queued for it
+        /// leaves the kernel at once.
         pub slow_watcher_disconnect_ms: u64 = 5_000,
+        /// Kernel send buffer (SO_SNDBUF) of each watcher socket, in bytes: what one watcher
+        /// can have queued in the kernel. 0 = sized per watcher from the stream's bitrate and
+        /// watcher_max_lag_ms (clamped to 128 KiB..8 MiB); the kernel doubles the value.
+        pub watcher_send_buffer_bytes: u32 = 0,
+        /// Set each watcher socket's SO_SNDBUF as watcher_send_buffer_bytes says (true); false
+        /// leaves the kernel's send-buffer autotuning on (up to net.ipv4.tcp_wmem's maximum).
+        pub bound_watcher_send_buffer: bool = true,
         /// After a publisher leaves, watchers stay attached this long waiting for it to return,
         /// in milliseconds (0 = end the stream at once).
         pub publisher_grace_ms: u64 = 5_000,
@@ -214,7 +229,8 @@ section! {
         /// the UDP media filter. Media carries no header: it must reach the UDP ports from the
         /// client's own address (directly, or through a balancer that keeps source addresses).
         pub proxy_protocol: bool = false,
-        /// Most HMAC challenges one source IP may request per minute (0 = unlimited).
+        /// Most HMAC challenges one source IP may request per minute, for the whole node
+        /// (every worker shares the count; 0 = unlimited).
         pub hmac_attempts_per_minute_per_ip: u32 = 30,
         /// Stream name of a channel without its own `stream`; "{channel}" is the channel id.
         pub stream_name_template: String = "ftl/{channel}".to_owned(),
@@ -291,6 +307,12 @@ section! {
         /// handshake_timeout_ms; its source address is the client's address from then on (logs).
         /// Only behind a trusted balancer, as for rtmp.proxy_protocol.
         pub proxy_protocol: bool = false,
+        /// Failed broadcaster logins one source address may make within login_lockout_ms; after
+        /// that it is refused without a password check until its failures age out of that
+        /// window (0 = no limit). Other addresses, the same user included, are not affected.
+        pub login_failures_per_ip: u32 = 10,
+        /// The window login_failures_per_ip counts over, in milliseconds.
+        pub login_lockout_ms: u64 = 300_000,
         /// Users allowed to broadcast ([[fstream.users]] tables).
         pub users: Vec<FstreamUser> = Vec::new(),
     }

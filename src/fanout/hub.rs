@@ -443,6 +443,12 @@ impl Watcher {
         &self.stream.shared.name
     }
 
+    /// Bytes per second this watcher's stream carries in its serialised form, measured over
+    /// the frames in the ring (`None` before there is enough to measure).
+    pub fn stream_rate(&self) -> Option<u64> {
+        self.stream.ring().egress_rate(self.egress)
+    }
+
     /// Frames this watcher skipped under the slow-watcher policy.
     pub fn dropped_frames(&self) -> u64 {
         self.cursor.dropped_frames

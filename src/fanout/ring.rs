@@ -31,6 +31,10 @@ pub struct RingLimits {
     pub max_lag: Duration,
     /// A watcher that has been behind for this long is disconnected.
     pub disconnect_after: Duration,
+    /// New watchers start at the newest cached keyframe (`fanout.gop_cache`); when false they
+    /// start at the live head and wait for the next keyframe (a lower start-up burst, a later
+    /// first picture).
+    pub gop_cache: bool,
 }
 
 impl Default for RingLimits {
@@ -40,6 +44,7 @@ impl Default for RingLimits {
             max_bytes: 16 << 20,
             max_lag: Duration::from_millis(1500),
             disconnect_after: Duration::from_secs(5),
+            gop_cache: true,
         }
     }
 }
@@ -219,6 +224,24 @@ impl Ring {
         self.bytes
     }
 
+    /// Bytes per second of `egress`'s serialised form over the frames held, in media time;
+    /// `None` until they span at least 100 ms (or if their timestamps are not sane).
+    pub fn egress_rate(&self, egress: Egress) -> Option<u64> {
+        let first = self.entries.front()?.timestamp;
+        let last = self.entries.back()?.timestamp;
+        let span_ms = u64::from(last.wrapping_sub(first));
+        if !(100..=600_000).contains(&span_ms) {
+            return None;
+        }
+        let bytes: u64 = self
+            .entries
+            .iter()
+            .filter_map(|f| egress.bytes_of(f))
+            .map(|b| b.len() as u64)
+            .sum();
+        Some(bytes.saturating_mul(1000) / span_ms)
+    }
+
     /// Appends a frame, updating the header cache and evicting past the limits.
     pub fn push(&mut self, frame: Arc<EncodedFrame>) {
         let seq = self.head_seq();
@@ -296,11 +319,12 @@ impl Ring {
         }
     }
 
-    /// A cursor for a new watcher: at the newest keyframe when there is one, after the headers.
+    /// A cursor for a new watcher: at the newest keyframe when there is one and the GOP cache
+    /// is on, else at the head waiting for the next keyframe; after the headers either way.
     pub fn join(&self) -> Cursor {
         let (next_seq, skipping) = match self.last_keyframe {
-            Some(k) => (k, false),
-            None => (self.head_seq(), self.has_video),
+            Some(k) if self.limits.gop_cache => (k, false),
+            _ => (self.head_seq(), self.has_video),
         };
         Cursor {
             next_seq,

@@ -43,6 +43,7 @@ fn limits() -> RingLimits {
         max_bytes: 1 << 20,
         max_lag: Duration::from_millis(1000),
         disconnect_after: Duration::from_secs(5),
+        gop_cache: true,
     }
 }
 
@@ -75,6 +76,34 @@ fn joining_watcher_gets_headers_then_the_newest_gop() {
     assert_eq!(batch[0], hdr.restamped(50).rtmp());
     assert_eq!(batch[1], key(50).rtmp());
     assert_eq!(batch[5], inter(90).rtmp());
+}
+
+#[test]
+fn without_the_gop_cache_a_joining_watcher_gets_headers_then_waits_for_the_next_keyframe() {
+    let mut ring = Ring::new(RingLimits {
+        gop_cache: false,
+        ..limits()
+    });
+    let hdr = header();
+    ring.push(hdr.clone());
+    for (i, ts) in (0..100).step_by(10).enumerate() {
+        ring.push(if i % 5 == 0 { key(ts) } else { inter(ts) });
+    }
+    let mut cursor = ring.join();
+    let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(
+        batch,
+        vec![hdr.rtmp().clone()],
+        "only the headers, no cached GOP"
+    );
+    ring.push(inter(100));
+    ring.push(key(110));
+    ring.push(inter(120));
+    let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(
+        batch,
+        vec![key(110).rtmp().clone(), inter(120).rtmp().clone()]
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod resp;
 pub mod rtmp;
 pub mod rtp;
+pub mod stream_name;
 
 /// Who is at fault when a protocol error ends a connection: what the log line says and what
 /// `ringcast_connection_errors_total{blame}` counts. Split like rustls's errors (bad input vs a

@@ -105,8 +105,15 @@ where
             Err(e) => Some(e),
         };
         if let Some(e) = failed {
-            // EMFILE and friends: back off instead of spinning.
-            error!(addr = %spec.addr, error = %e, "accept failed");
+            // EMFILE and friends: back off instead of spinning, and log once a minute (with
+            // how many failures were not logged) rather than ten times a second.
+            let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+            if let Some(suppressed) =
+                core.log_limiter
+                    .allow("accept-failed", unspecified, Instant::now())
+            {
+                error!(addr = %spec.addr, error = %e, suppressed, "accept failed (logged at most once a minute per worker; suppressed = failures not logged since)");
+            }
             runtime::sleep(Duration::from_millis(100)).await;
         }
     }

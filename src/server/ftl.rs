@@ -7,16 +7,15 @@
 //! control socket down, so this reader wakes and tears everything down in one place. Deadlines
 //! use the core's guard; no read is ever raced against a timer.
 //!
-//! Decisions: HMAC challenges are rate limited per source IP and per core (each control
-//! connection counts as one challenge, counted at accept; over the limit the client gets `401`
-//! and a close). The UDP port is the first free one of `ftl.udp_port_range`, scanned from a
+//! Decisions: HMAC challenges are rate limited per source IP for the whole node (one count
+//! shared by every worker; each control connection counts as one challenge, counted at accept;
+//! over the limit the client gets `401` and a close). The UDP port is the first free one of `ftl.udp_port_range`, scanned from a
 //! per-core cursor, bound on the control connection's local IP. Keys are never logged.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
@@ -31,54 +30,22 @@ use super::streams::Ingest;
 use crate::config::FtlConfig;
 use crate::fanout::PublishError;
 use crate::media::stream_info::{Announced, StreamInfo};
-use crate::metrics::Protocol;
+use crate::metrics::{AuthFailure, Protocol};
 use crate::proto::ftl::{
     CHALLENGE_LEN, ControlConfig, ControlError, ControlEvent, ControlSession, MediaConfig,
     MediaSession, ResponseCode, SourceFilter, StreamAttributes,
 };
 use crate::proto::rtp::ReorderConfig;
 
-/// Window of the per-IP HMAC rate limit.
-const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// Source IPs remembered by the rate limiter before stale entries are swept.
-const RATE_SWEEP_AT: usize = 4096;
-
-/// Per-core FTL state: the HMAC rate limiter, the UDP port cursor and the live sessions.
+/// Per-core FTL state: the UDP port cursor and the live sessions. (The HMAC rate limit is the
+/// node's: [`super::limits::NodeLimits::ftl_challenges`].)
 #[derive(Debug, Default)]
 pub struct FtlCore {
-    attempts: RefCell<HashMap<IpAddr, VecDeque<Instant>>>,
     next_port: Cell<usize>,
     sessions: RefCell<Vec<Weak<ControlShared>>>,
 }
 
 impl FtlCore {
-    /// Records an HMAC challenge from `ip` at `now`; false when `ip` is over `per_minute`.
-    pub fn admit(&self, ip: IpAddr, now: Instant, per_minute: u32) -> bool {
-        if per_minute == 0 {
-            return true;
-        }
-        let mut attempts = self.attempts.borrow_mut();
-        if attempts.len() >= RATE_SWEEP_AT {
-            attempts.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < RATE_WINDOW)
-            });
-        }
-        let times = attempts.entry(ip.to_canonical()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.len() >= per_minute as usize {
-            return false;
-        }
-        times.push_back(now);
-        true
-    }
-
     /// Binds a UDP socket on the first free port of the range, starting after the last one
     /// handed out. Ports of other cores' sessions are busy (no `SO_REUSEPORT` on media ports).
     fn bind_media_port(&self, config: &FtlConfig, ip: IpAddr) -> Option<(UdpSocket, u16)> {
@@ -189,10 +156,16 @@ pub async fn serve(core: Rc<Core>, ftl: Rc<FtlCore>, accepted: Accepted) {
         shared,
         media: None,
     };
-    let end = if ftl.admit(peer.ip(), now, cfg.hmac_attempts_per_minute_per_ip) {
+    let limit = cfg.hmac_attempts_per_minute_per_ip;
+    let end = if core.limits.ftl_challenges.admit(peer.ip(), now, limit) {
         conn.read_loop(early).await
     } else {
-        warn!(%peer, "FTL HMAC rate limit exceeded; refusing");
+        core.node
+            .metrics
+            .auth_failed(Protocol::Ftl, AuthFailure::RateLimited);
+        if let Some(suppressed) = core.log_limiter.allow("ftl-hmac-rate", peer.ip(), now) {
+            warn!(%peer, limit, suppressed, "FTL HMAC rate limit exceeded; refusing (logged at most once a minute per address and worker; suppressed = refusals not logged since)");
+        }
         conn.shared
             .session
             .borrow_mut()
@@ -305,7 +278,18 @@ impl Connection {
         if ok {
             debug!(peer = %self.shared.peer, channel_id, "FTL key verified");
         } else {
-            warn!(peer = %self.shared.peer, channel_id, "FTL key refused (405)");
+            let peer = self.shared.peer;
+            self.core
+                .node
+                .metrics
+                .auth_failed(Protocol::Ftl, AuthFailure::WrongKey);
+            if let Some(suppressed) =
+                self.core
+                    .log_limiter
+                    .allow("ftl-key-refused", peer.ip(), Instant::now())
+            {
+                warn!(%peer, channel_id, suppressed, "FTL key refused (405)");
+            }
             self.shared
                 .ended_by
                 .set(Some(ResponseCode::InvalidStreamKey));
@@ -419,25 +403,5 @@ impl Connection {
             media.stop();
         }
         runtime::shutdown(self.shared.guard.stream());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[test]
-    fn rate_limit_is_per_ip_and_slides() {
-        let ftl = FtlCore::default();
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let t0 = Instant::now();
-        assert!(ftl.admit(a, t0, 2));
-        assert!(ftl.admit(a, t0, 2));
-        assert!(!ftl.admit(a, t0, 2));
-        assert!(ftl.admit(b, t0, 2));
-        assert!(ftl.admit(a, t0 + RATE_WINDOW, 2));
-        assert!(ftl.admit(a, t0, 0));
     }
 }

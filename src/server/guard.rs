@@ -4,8 +4,9 @@
 //! bytes in it). Instead every connection registers a [`ConnGuard`]; the core's sweeper wakes a
 //! few times a second and shuts down the socket of any connection past a deadline: the
 //! handshake deadline, the idle limit, or a write that has been stuck too long (a watcher that
-//! stopped reading). The owning task then sees its IO fail and logs the recorded reason. Plain
-//! and TLS connections are cut the same way: the TCP socket underneath is shut down.
+//! stopped reading; its socket is aborted with a RST so its queued bytes leave the kernel). The
+//! owning task then sees its IO fail and logs the recorded reason. Plain and TLS connections are
+//! cut the same way: the TCP socket underneath is shut down (or aborted).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -35,10 +36,44 @@ impl std::fmt::Display for Cut {
     }
 }
 
+/// How big a watcher socket's kernel send buffer is made (`fanout.watcher_send_buffer_bytes`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendBufferPolicy {
+    /// False: leave the kernel's autotuning alone (`fanout.bound_watcher_send_buffer`).
+    pub enabled: bool,
+    /// A fixed size in bytes; 0 = sized from the stream's rate and `max_lag`.
+    pub fixed: u32,
+    /// The lag limit the buffer should hold at the stream's rate (`fanout.watcher_max_lag_ms`).
+    pub max_lag: Duration,
+}
+
+/// Smallest and largest automatic watcher send buffer.
+const AUTO_SEND_BUFFER: (usize, usize) = (128 << 10, 8 << 20);
+/// The automatic send buffer when the stream's rate is not known yet.
+const UNKNOWN_RATE_SEND_BUFFER: usize = 1 << 20;
+
+impl SendBufferPolicy {
+    /// The `SO_SNDBUF` value for a watcher of a stream carrying `rate` bytes per second.
+    pub fn size(&self, rate: Option<u64>) -> usize {
+        if self.fixed > 0 {
+            return self.fixed as usize;
+        }
+        let Some(rate) = rate else {
+            return UNKNOWN_RATE_SEND_BUFFER;
+        };
+        let lag_ms = u64::try_from(self.max_lag.as_millis()).unwrap_or(u64::MAX);
+        let bytes = rate.saturating_mul(lag_ms) / 1000;
+        usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .clamp(AUTO_SEND_BUFFER.0, AUTO_SEND_BUFFER.1)
+    }
+}
+
 /// The deadlines of one connection.
 #[derive(Debug)]
 pub struct ConnGuard {
     stream: Rc<Transport>,
+    send_buffer: SendBufferPolicy,
     handshake_deadline: Cell<Option<Instant>>,
     idle_limit: Cell<Option<Duration>>,
     last_read: Cell<Instant>,
@@ -80,6 +115,20 @@ impl ConnGuard {
         self.write_started.set(None);
     }
 
+    /// Bounds what the kernel may queue for this connection once it is a watcher of a stream
+    /// carrying `rate` bytes per second (see [`SendBufferPolicy`]).
+    pub fn bound_send_buffer(&self, rate: Option<u64>) {
+        if self.send_buffer.enabled {
+            runtime::bound_send_buffer(&self.stream, self.send_buffer.size(rate));
+        }
+    }
+
+    /// Cuts the connection now with a TCP RST (the slow-watcher policy's disconnect); the
+    /// caller reports why.
+    pub fn abort_slow(&self) {
+        runtime::abort(&self.stream);
+    }
+
     /// The reason the guard cut the connection, if it did.
     pub fn cut(&self) -> Option<Cut> {
         self.cut.get()
@@ -107,13 +156,23 @@ impl ConnGuard {
 #[derive(Debug, Default)]
 pub struct Sweeper {
     guards: RefCell<Vec<Weak<ConnGuard>>>,
+    send_buffer: SendBufferPolicy,
 }
 
 impl Sweeper {
+    /// A sweeper whose connections size their watcher send buffers by `send_buffer`.
+    pub fn new(send_buffer: SendBufferPolicy) -> Self {
+        Sweeper {
+            guards: RefCell::default(),
+            send_buffer,
+        }
+    }
+
     /// Registers a connection; the guard lives as long as the returned `Rc`.
     pub fn guard(&self, stream: Rc<Transport>, now: Instant) -> Rc<ConnGuard> {
         let guard = Rc::new(ConnGuard {
             stream,
+            send_buffer: self.send_buffer,
             handshake_deadline: Cell::new(None),
             idle_limit: Cell::new(None),
             last_read: Cell::new(now),
@@ -135,7 +194,12 @@ impl Sweeper {
                 && let Some(cut) = guard.check(now)
             {
                 guard.cut.set(Some(cut));
-                guard.stream.shutdown();
+                if cut == Cut::WriteStalled {
+                    // A stuck watcher: drop what is queued for it, don't wait for it to read.
+                    runtime::abort(&*guard.stream);
+                } else {
+                    guard.stream.shutdown();
+                }
             }
             true
         });

@@ -15,6 +15,7 @@ pub mod ftl;
 pub mod ftl_media;
 pub mod guard;
 pub mod http;
+pub mod limits;
 pub mod net;
 pub mod push;
 pub mod reader;
@@ -127,6 +128,7 @@ impl Node {
             live_streams: registry.live_streams().len(),
             workers: self.workers,
             ready: self.is_ready(),
+            log_lines_dropped: crate::logging::dropped_total(),
             tls_cert_expiry: self.certs.as_ref().and_then(|c| c.expiry_unix()),
             cluster: self.cluster.gauges(),
         }
@@ -151,6 +153,10 @@ pub struct Core {
     pub node: Arc<Node>,
     /// The cluster: directory registration and pulls of streams this node does not have.
     pub cluster: Arc<cluster::Cluster>,
+    /// Per-IP limits (FTL challenges, failed logins), shared by every core.
+    pub limits: Arc<limits::NodeLimits>,
+    /// This core's rate limit on repeated log lines.
+    pub log_limiter: limits::LogLimiter,
 }
 
 impl Core {
@@ -200,6 +206,7 @@ fn ring_limits(config: &Config) -> RingLimits {
         max_bytes: usize::try_from(f.max_gop_bytes).unwrap_or(usize::MAX),
         max_lag: Duration::from_millis(f.watcher_max_lag_ms),
         disconnect_after: Duration::from_millis(f.slow_watcher_disconnect_ms),
+        gop_cache: f.gop_cache,
     }
 }
 
@@ -262,6 +269,7 @@ pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), Sta
             cluster,
             Arc::new(push::Pushes::new(&config.push)),
         )),
+        limits: Arc::new(limits::NodeLimits::new(&config)),
         tls,
     });
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -409,6 +417,7 @@ struct WorkerShared {
     channels: Arc<fstream::Channels>,
     shutdown: ShutdownSignal,
     node: Arc<Node>,
+    limits: Arc<limits::NodeLimits>,
     /// The TLS listeners' server config (its certificate reloads on SIGHUP).
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -452,7 +461,11 @@ fn worker(
             hub = hub.deferring_wakes();
         }
         let hub = Rc::new(hub);
-        let sweeper = Rc::new(Sweeper::default());
+        let sweeper = Rc::new(Sweeper::new(guard::SendBufferPolicy {
+            enabled: config.fanout.bound_watcher_send_buffer,
+            fixed: config.fanout.watcher_send_buffer_bytes,
+            max_lag: Duration::from_millis(config.fanout.watcher_max_lag_ms),
+        }));
         let core = Rc::new(Core {
             index,
             config: config.clone(),
@@ -461,6 +474,8 @@ fn worker(
             fstream: channels,
             node: shared.node.clone(),
             cluster: shared.node.cluster.clone(),
+            limits: shared.limits.clone(),
+            log_limiter: limits::LogLimiter::default(),
         });
 
         let bound = bind_table(index, &config, shared.tls.as_ref());

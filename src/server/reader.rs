@@ -3,7 +3,7 @@
 //!
 //! Each read lands in the spare capacity at the end of the input (no scratch buffer, no copy).
 //! The read size starts small, doubles only when a read fills it, and falls back when reads turn
-//! small: a player, which sends nothing but acknowledgements after its handshake, reads 1 KiB at
+//! small: a player, which sends nothing but acknowledgements after its handshake, reads 256 bytes at
 //! a time, while a publisher's reads grow to the ceiling within a few reads. An input left empty
 //! after a burst (the handshake, say) gives its allocation back before the next read, so a
 //! long-lived player does not keep the few KiB its handshake needed. Read buffers were most of a
@@ -17,7 +17,7 @@ use super::net::Transport;
 use super::runtime::{self, AsyncRead, BufResult, IntoInner, TcpStream};
 
 /// Initial read size, and the size an idle connection returns to.
-const INITIAL: usize = 1024;
+const INITIAL: usize = 256;
 /// Largest read size, reached by peers that send media.
 const MAX: usize = 64 * 1024;
 

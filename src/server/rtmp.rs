@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 use super::Core;
 use super::accept::Accepted;
 use super::cluster::Cluster;
+use super::fstream::escape_name;
 use super::guard::ConnGuard;
+use super::limits::IngestMeter;
 use super::reader::Reader;
 use super::runtime::{self, BufResult};
 use super::streams::{Ingest, Viewer};
@@ -28,6 +30,7 @@ use crate::metrics::Protocol;
 use crate::proto::rtmp::{
     ChunkLimits, Limits, ServerEvent, ServerSession, SessionConfig, SessionError,
 };
+use crate::proto::stream_name;
 
 /// True for the names fstream broadcasts use, `fstream/<user>/<channel>`. Checked on the full
 /// name: ffmpeg sends `rtmp://host/fstream/fier/chan` as app `fstream/fier`, name `chan`.
@@ -207,13 +210,22 @@ impl Connection {
         {
             return end;
         }
+        let cfg = &self.core.config.rtmp;
+        let sustain = Duration::from_millis(cfg.max_publish_sustain_ms);
+        let mut ingest = IngestMeter::new(cfg.max_publish_kbps, sustain);
         loop {
-            match reader.read_into(&stream, &mut input).await {
+            let n = match reader.read_into(&stream, &mut input).await {
                 Ok(0) => return End::PeerClosed,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(e) => return End::Io(e),
+            };
+            let now = Instant::now();
+            self.guard.note_read(now);
+            if matches!(self.role, Role::Publishing { .. }) && ingest.add(n, now) {
+                let limit_kbps = self.core.config.rtmp.max_publish_kbps;
+                warn!(peer = %self.peer, limit_kbps, "publisher disconnected: above rtmp.max_publish_kbps for rtmp.max_publish_sustain_ms");
+                return End::Refused("publisher above the ingest limit");
             }
-            self.guard.note_read(Instant::now());
             if let Some(end) = self.feed(&mut input).await {
                 return end;
             }
@@ -325,6 +337,15 @@ impl Connection {
             );
             return Some(End::Refused("publish on the cluster listener"));
         }
+        if let Err(e) = stream_name::check(&full) {
+            warn!(peer = %self.peer, stream = %escape_name(&shown), reason = %e, "publish refused: not a stream name");
+            self.session.borrow_mut().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "not a stream name (APP/KEY)",
+            );
+            return Some(End::Refused("not a stream name"));
+        }
         if is_fstream_channel(&full) {
             // fstream channels are claimed by authenticated fstream broadcasters only.
             warn!(peer = %self.peer, stream = %shown, "publish refused: the fstream app is reserved for fstream broadcasts");
@@ -381,6 +402,15 @@ impl Connection {
                 "this connection is already publishing or playing",
             );
             return Some(End::Refused("play on a busy connection"));
+        }
+        if let Err(e) = stream_name::check(&full) {
+            warn!(peer = %self.peer, stream = %escape_name(&shown), reason = %e, "play refused: not a stream name");
+            self.session.borrow_mut().reject_play(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                "not a stream name (APP/KEY)",
+            );
+            return Some(End::Refused("not a stream name"));
         }
         if self.peer_node {
             let live = self

@@ -107,6 +107,22 @@ pub fn shutdown_write(stream: &impl std::os::fd::AsFd) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
 }
 
+/// Aborts a connection: `SO_LINGER` 0, then a shutdown so every pending read and write on it
+/// completes at once. When its owner drops the last handle, the close sends a TCP RST and the
+/// kernel frees whatever was still queued for the peer, instead of keeping it until the peer
+/// reads or resets. For watchers cut by the slow-watcher policy (their queue is the problem).
+pub fn abort(stream: &impl std::os::fd::AsFd) {
+    let socket = SockRef::from(stream);
+    let _ = socket.set_linger(Some(Duration::ZERO));
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+}
+
+/// Bounds what the kernel may queue for this socket's peer (`SO_SNDBUF`; Linux doubles the
+/// value and turns send-buffer autotuning off for the socket).
+pub fn bound_send_buffer(stream: &impl std::os::fd::AsFd, bytes: usize) {
+    let _ = SockRef::from(stream).set_send_buffer_size(bytes);
+}
+
 /// Accepts a connection already waiting in `listener`'s queue, without waiting for one:
 /// `Ok(None)` when the queue is empty.
 pub fn try_accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {

@@ -3,8 +3,12 @@
 //! Each pass gathers the connection's pending control bytes (RTMP status messages, an HTTP
 //! response head) and then the watcher's next frames from the ring, as refcount clones, into
 //! one vector, and writes it with a single vectored send: one SQE per watcher per wake, resumed
-//! mid-slice after a partial write (on TLS: one encryption of the whole vector, then one write). When the watcher is at the head it sleeps until the stream
-//! changes or the connection has something to say. The loop counts what every watcher does
+//! mid-slice after a partial write (on TLS: one encryption of the whole vector, then one write).
+//! When the watcher is at the head it sleeps until the stream changes or the connection has
+//! something to say. Before its first write the socket's kernel send buffer is bounded
+//! (`SO_SNDBUF`, [`super::guard::SendBufferPolicy`]); a watcher cut by the slow-watcher policy is
+//! aborted with a RST, so nothing stays queued for it in the kernel. The loop counts what every
+//! watcher does
 //! (bytes out, frames skipped, slow-watcher disconnects) in its core's metrics, by protocol.
 
 use std::cell::{Cell, RefCell};
@@ -119,6 +123,7 @@ pub async fn run(
     };
     let mut batch: Vec<Bytes> = Vec::with_capacity(STEADY_BATCH_ITEMS);
     let mut state = watcher.state();
+    let mut send_buffer_bounded = false;
     loop {
         if control.stopped() {
             return WatchEnd::Stopped;
@@ -141,6 +146,8 @@ pub async fn run(
         match fill {
             Fill::Disconnect => {
                 metrics.add(Counter::SlowDisconnects(protocol), 1);
+                // What is still queued for it would sit in the kernel until it reads: reset.
+                guard.abort_slow();
                 return WatchEnd::TooSlow {
                     dropped_frames: watcher.dropped_frames(),
                 };
@@ -152,6 +159,11 @@ pub async fn run(
             continue;
         }
         let len: usize = batch.iter().map(Bytes::len).sum();
+        if !send_buffer_bounded {
+            // Sized at the first media write, when the stream's rate can be measured.
+            guard.bound_send_buffer(watcher.stream_rate());
+            send_buffer_bounded = true;
+        }
         guard.write_started(Instant::now());
         let BufResult(result, returned) = socket.write_vectored_all(batch).await;
         guard.write_finished();

@@ -16,6 +16,8 @@ pub struct HealthyStream {
     pub publisher: ChildGuard,
     pub player: ChildGuard,
     pub md5_path: std::path::PathBuf,
+    /// The stream key, published as `live/KEY`.
+    pub key: String,
 }
 
 impl HealthyStream {
@@ -67,6 +69,7 @@ impl HealthyStream {
             publisher,
             player,
             md5_path,
+            key,
         };
         let flowing = wait_until(Duration::from_secs(15), || {
             media::framemd5_count(&stream.md5_path) > 0

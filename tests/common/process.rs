@@ -44,6 +44,41 @@ impl ChildGuard {
         }
     }
 
+    /// Spawns `cmd` with its stderr piped into a `cat` child that copies it to `stderr_path`: a
+    /// log reader the test can stop (`SIGSTOP`) and resume. Returns the child and the reader;
+    /// the child's [`ChildGuard::stderr`] reads what the reader copied so far.
+    pub fn spawn_with_log_reader(
+        name: &str,
+        cmd: &mut Command,
+        stderr_path: PathBuf,
+    ) -> (ChildGuard, ChildGuard) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {name} ({cmd:?}): {e}"));
+        let pipe = child.stderr.take().expect("stderr piped");
+        let out = std::fs::File::create(&stderr_path).expect("create stderr capture file");
+        let reader = Command::new("cat")
+            .stdin(Stdio::from(pipe))
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn cat as the log reader");
+        let reader = ChildGuard {
+            child: Some(reader),
+            name: format!("{name}-log-reader"),
+            stderr_path: None,
+        };
+        let child = ChildGuard {
+            child: Some(child),
+            name: name.to_owned(),
+            stderr_path: Some(stderr_path),
+        };
+        (child, reader)
+    }
+
     /// The child's piped stdout, to feed the next process of a pipeline.
     pub fn take_stdout(&mut self) -> std::process::ChildStdout {
         self.child

@@ -31,6 +31,8 @@ pub struct Server {
     /// The HTTP listener (`--http 127.0.0.1:PORT`), so no test binds the default 8080.
     pub http_port: u16,
     child: ChildGuard,
+    /// The `cat` reading the server's stderr pipe, for [`Server::start_with_log_reader`].
+    pub log_reader: Option<ChildGuard>,
     dir: TempDir,
 }
 
@@ -48,6 +50,16 @@ impl Server {
 
     /// Like [`Server::start_with`], with `extra` arguments appended (e.g. `--ftl ADDR`).
     pub fn start_with_args(workers: u32, config: Option<&str>, extra: &[String]) -> Server {
+        Server::start_inner(workers, config, extra, false)
+    }
+
+    /// Like [`Server::start_with`], with the server's stderr a pipe read by a separate `cat`
+    /// process ([`Server::log_reader`]) that the test may stop and resume.
+    pub fn start_with_log_reader(workers: u32, config: Option<&str>) -> Server {
+        Server::start_inner(workers, config, &[], true)
+    }
+
+    fn start_inner(workers: u32, config: Option<&str>, extra: &[String], piped: bool) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = config.map(|text| {
             let path = dir.path().join("ringcast.toml");
@@ -73,7 +85,13 @@ impl Server {
             }
             cmd.args(extra);
             let stderr_path: PathBuf = dir.path().join(format!("ringcast-{attempt}.stderr"));
-            let mut child = ChildGuard::spawn("ringcast", &mut cmd, stderr_path);
+            let (mut child, log_reader) = if piped {
+                let (child, reader) =
+                    ChildGuard::spawn_with_log_reader("ringcast", &mut cmd, stderr_path);
+                (child, Some(reader))
+            } else {
+                (ChildGuard::spawn("ringcast", &mut cmd, stderr_path), None)
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             loop {
@@ -83,6 +101,7 @@ impl Server {
                         fstream_port,
                         http_port,
                         child,
+                        log_reader,
                         dir,
                     };
                 }
@@ -132,8 +151,20 @@ impl Server {
         self.child.signal(signal);
     }
 
+    /// The relay's log so far. The relay logs through a writer thread, so a line for what just
+    /// happened may still be on its way: this waits (up to 2 s) until the log stops growing for
+    /// 50 ms.
     pub fn stderr(&self) -> String {
-        self.child.stderr()
+        let mut last = self.child.stderr();
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.child.stderr();
+            if now.len() == last.len() {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 
     /// Waits up to `timeout` for the server process to exit; its status, or `None`.

@@ -13,10 +13,13 @@
 //! After an error the demuxer stays failed and returns the same error: the stream cannot be
 //! resynchronised.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::{FlvError, HEADER_LEN, PREVIOUS_TAG_SIZE_LEN, SIGNATURE, TAG_HEADER_LEN};
 use crate::media::{Frame, MediaKind};
+
+/// Tag bodies smaller than this are copied out of the input rather than sliced from it.
+pub const COPY_BELOW: usize = 32 * 1024;
 
 /// Bounds applied to the peer's length fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +108,8 @@ impl FlvDemuxer {
 
     /// Decodes the next frame from the front of `buf`, consuming what it parsed. `Ok(None)` means
     /// "need more bytes"; the bytes of an incomplete tag are left in `buf`. The frame's payload is
-    /// split off `buf` (no copy).
+    /// split off `buf` (no copy), or copied when smaller than [`COPY_BELOW`] (so a small frame
+    /// does not keep a large read buffer alive).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FlvError> {
         match self.step_until_frame(buf) {
             Ok(frame) => Ok(frame),
@@ -216,7 +220,15 @@ impl FlvDemuxer {
             return Ok(TagOutcome::NeedMore);
         }
         buf.advance(TAG_HEADER_LEN);
-        let payload = buf.split_to(body_len).freeze();
+        let payload = if body_len < COPY_BELOW {
+            // A small tag gets its own allocation: a slice would pin the whole read buffer
+            // (up to 64 KiB) for as long as the frame stays in the GOP cache.
+            let payload = Bytes::copy_from_slice(buf.get(..body_len).unwrap_or_default());
+            buf.advance(body_len);
+            payload
+        } else {
+            buf.split_to(body_len).freeze()
+        };
         self.state = State::ExpectPreviousTagSize;
         Ok(TagOutcome::Frame(Frame::new(kind, timestamp, payload)))
     }
@@ -280,12 +292,20 @@ mod tests {
     }
 
     #[test]
-    fn payload_shares_the_input_buffer() {
-        let bytes = stream_of(&[video(1, 100)]);
+    fn large_payloads_share_the_input_buffer_and_small_ones_are_copied_out() {
+        let bytes = stream_of(&[video(1, COPY_BELOW), video(2, 100)]);
         let mut buf = BytesMut::from(&bytes[..]);
         let base = buf.as_ptr() as usize;
-        let frame = FlvDemuxer::default().decode(&mut buf).unwrap().unwrap();
-        assert_eq!(frame.payload.as_ptr() as usize, base + 13 + 11);
+        let end = base + buf.len();
+        let mut demuxer = FlvDemuxer::default();
+        let large = demuxer.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(large.payload.as_ptr() as usize, base + 13 + 11);
+        let small = demuxer.decode(&mut buf).unwrap().unwrap();
+        let at = small.payload.as_ptr() as usize;
+        assert!(
+            !(base..end).contains(&at),
+            "a small frame must not pin the input"
+        );
     }
 
     #[test]

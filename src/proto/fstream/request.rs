@@ -14,7 +14,9 @@
 //! - An empty item (`watch,,user=a` or a trailing comma) or one without `=` or with an empty key is
 //!   [`HandshakeError::MalformedPair`].
 //! - `user` and `channel` become path components (`users/<user>.ini`, `fstream/<user>/<channel>`),
-//!   so they must be 1..=64 bytes with no `/`, `\`, control character or leading `.`.
+//!   so they must be 1..=64 bytes, not start with `.`, and be a valid stream name segment
+//!   ([`crate::proto::stream_name`]: no `/`, `\`, control, whitespace, invisible or bidi
+//!   character).
 //!   Passwords may be empty or contain anything but `,`.
 //!
 //! **The `stream=` rule (ringcast extension).** A `watch` names exactly one target:
@@ -34,6 +36,7 @@ use subtle::ConstantTimeEq;
 
 use super::DEFAULT_CHANNEL;
 use super::handshake::HandshakeError;
+use crate::proto::stream_name;
 
 /// Largest accepted `delay`, in seconds.
 pub const MAX_DELAY_SECS: f64 = 60.0;
@@ -243,12 +246,9 @@ fn build(action: Action, f: Fields<'_>) -> Result<Request, HandshakeError> {
 }
 
 fn checked_name(value: &str, key: &'static str) -> Result<String, HandshakeError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_NAME_LEN
+    let ok = value.len() <= MAX_NAME_LEN
         && !value.starts_with('.')
-        && !value
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control());
+        && stream_name::check_segment(value).is_ok();
     if ok {
         Ok(value.to_owned())
     } else {
@@ -264,8 +264,8 @@ fn check_stream(value: &str) -> Result<(), HandshakeError> {
     if app.is_empty() || key.is_empty() {
         return bad("empty APP or KEY");
     }
-    if value.chars().any(char::is_control) {
-        return bad("control character");
+    if stream_name::check(value).is_err() {
+        return bad("not a stream name (APP/KEY; see the stream name rules)");
     }
     if app == "fstream" {
         return bad("fstream channels are watched with user= and channel=");
@@ -307,16 +307,24 @@ mod tests {
 
     #[test]
     fn watch_by_stream_needs_no_user() {
-        let request = parse_payload("watch,stream=live/my/key").unwrap();
+        let request = parse_payload("watch,stream=live/mykey").unwrap();
         assert_eq!(request.user, "");
         assert_eq!(
             request.target(),
             Target::Stream {
                 app: "live",
-                key: "my/key"
+                key: "mykey"
             }
         );
-        assert_eq!(request.stream_name(), "live/my/key");
+        assert_eq!(request.stream_name(), "live/mykey");
+        // The stream name rules hold here as for every protocol.
+        for bad in ["live/my/key", "live/a\u{202e}b", "live/a b"] {
+            assert!(
+                parse_payload(&format!("watch,stream={bad}")).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_payload("watch,user=fi\u{200b}er").is_err());
     }
 
     #[test]

@@ -18,4 +18,4 @@ pub mod target;
 
 pub use request::{HeadDecoder, HttpError, Limits, Method, RequestHead};
 pub use response::{ResponseHead, Status};
-pub use target::{FlvPath, flv_path, query_param};
+pub use target::{FlvPath, FlvTarget, flv_path, query_param};

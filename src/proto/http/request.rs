@@ -55,7 +55,8 @@ pub enum Method {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: Method,
-    /// The percent-decoded path, e.g. `/live/key.flv`; `*` for `OPTIONS *`.
+    /// The path as sent (percent-encoding kept, checked to decode), e.g. `/live/key.flv`;
+    /// `*` for `OPTIONS *`.
     pub path: String,
     /// The query string after `?`, still percent-encoded (see [`super::query_param`]). It may
     /// carry a password: `Debug` does not show it.

@@ -2,8 +2,14 @@
 //! string, and the HTTP-FLV stream path `/<app>/<key>.flv`.
 
 use super::request::{HttpError, Method};
+use crate::proto::stream_name;
 
-/// Splits a raw request target into its percent-decoded path and its raw query.
+/// Splits a raw request target into its path and its raw query.
+///
+/// The path is returned as sent, percent-encoding kept: routes are matched on the literal path
+/// and [`flv_path`] splits it on its literal `/` and `.flv` before decoding each segment once,
+/// so `%2F` or `%2eflv` cannot act as a separator or an extension. It must decode (once) to
+/// UTF-8 without control characters, or the request is refused.
 ///
 /// Accepted forms: origin-form (`/path?query`), absolute-form (`http://host/path?query`, whose
 /// authority is ignored: this server has one site) and, for `OPTIONS` only, asterisk-form (`*`).
@@ -40,7 +46,7 @@ pub(crate) fn parse_target(
     if decoded.chars().any(char::is_control) {
         return bad("control character in the path");
     }
-    Ok((decoded, query))
+    Ok((path.to_owned(), query))
 }
 
 /// `rest` after `http://` or `https://` (scheme case-insensitive).
@@ -118,13 +124,38 @@ impl FlvPath<'_> {
     }
 }
 
-/// `/<app>/<key>.flv` → app and key, for a decoded path. The key may hold further segments
-/// (`/fstream/user/channel.flv`); no segment may be empty, `.` or `..`.
-pub fn flv_path(path: &str) -> Option<FlvPath<'_>> {
-    let name = path.strip_prefix('/')?.strip_suffix(".flv")?;
-    let (app, key) = name.split_once('/')?;
-    let segment_ok = |s: &str| !s.is_empty() && s != "." && s != "..";
-    (segment_ok(app) && key.split('/').all(segment_ok)).then_some(FlvPath { app, key })
+/// The decoded app and key of an HTTP-FLV path ([`flv_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvTarget {
+    app: String,
+    key: String,
+}
+
+impl FlvTarget {
+    pub fn path(&self) -> FlvPath<'_> {
+        FlvPath {
+            app: &self.app,
+            key: &self.key,
+        }
+    }
+}
+
+/// `/<app>/<key>.flv` (or `/fstream/<user>/<channel>.flv`) → app and key, from the path as
+/// sent: the `/` separators and the `.flv` extension must be literal; then each segment is
+/// percent-decoded once and the name must pass the stream name rules
+/// ([`crate::proto::stream_name`]).
+pub fn flv_path(raw_path: &str) -> Option<FlvTarget> {
+    let name = raw_path.strip_prefix('/')?.strip_suffix(".flv")?;
+    let mut decoded = Vec::new();
+    for segment in name.split('/') {
+        let segment = percent_decode(segment, false)?;
+        stream_name::check_segment(&segment).ok()?;
+        decoded.push(segment);
+    }
+    let app = decoded.first()?.clone();
+    let key = decoded.get(1..)?.join("/");
+    stream_name::check(&format!("{app}/{key}")).ok()?;
+    Some(FlvTarget { app, key })
 }
 
 #[cfg(test)]
@@ -151,7 +182,8 @@ mod tests {
             ("/".to_owned(), Some("x".to_owned()))
         );
         assert_eq!(target("/a#frag").unwrap(), ("/a".to_owned(), None));
-        assert_eq!(target("/a%2Fb%41").unwrap().0, "/a/bA");
+        // The path is kept as sent; it must decode.
+        assert_eq!(target("/a%2Fb%41").unwrap().0, "/a%2Fb%41");
     }
 
     #[test]
@@ -192,11 +224,14 @@ mod tests {
 
     #[test]
     fn flv_paths_name_app_and_key() {
-        let p = flv_path("/live/key.flv").unwrap();
+        let t = flv_path("/live/key.flv").unwrap();
+        let p = t.path();
         assert_eq!((p.app, p.key), ("live", "key"));
         assert_eq!(p.stream_name(), "live/key");
-        let p = flv_path("/fstream/fier/chan.flv").unwrap();
-        assert_eq!((p.app, p.key), ("fstream", "fier/chan"));
+        let t = flv_path("/fstream/fier/chan.flv").unwrap();
+        assert_eq!((t.path().app, t.path().key), ("fstream", "fier/chan"));
+        let t = flv_path("/live/k%41%2e.flv").unwrap();
+        assert_eq!(t.path().key, "kA.", "segments are decoded once");
         for bad in [
             "/live/key",
             "/key.flv",
@@ -207,6 +242,12 @@ mod tests {
             "/live/../k.flv",
             "live/k.flv",
             "/live/k.FLV",
+            "/live/healthy%2eflv",
+            "/live%2Fhealthy.flv",
+            "/live/k%2Fx.flv",
+            "/live/a/b/c.flv",
+            "/live/a%E2%80%AEb.flv",
+            "/live/%2e%2e.flv",
         ] {
             assert_eq!(flv_path(bad), None, "{bad}");
         }

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
-use super::{ChannelInfo, Conn, Format, authenticate, shown_name};
+use super::{ChannelInfo, Conn, Format, authenticate, escape_name, shown_name};
 use crate::fanout::PublishError;
 use crate::media::FrameRole;
 use crate::media::annexb_chunker::{AnnexBChunker, Chunk};
-use crate::metrics::Protocol;
+use crate::metrics::{AuthFailure, Protocol};
 use crate::proto::flv::{self, FlvDemuxer, Sniffed};
 use crate::proto::fstream::Request;
 use crate::server::streams::Ingest;
@@ -56,8 +56,7 @@ pub async fn run(mut conn: Conn, request: Request) {
     let name = request.stream_name();
     let shown = shown_name(&conn.core.config, &request);
     let cfg = &conn.core.config.fstream;
-    if let Err(e) = authenticate(cfg, &request.user, request.user_password.as_ref()) {
-        warn!(%peer, user = %request.user, stream = %shown, reason = %e, "fstream broadcast refused: authentication failed");
+    if !login(&conn, &request, &shown) {
         conn.close();
         return;
     }
@@ -122,6 +121,36 @@ pub async fn run(mut conn: Conn, request: Request) {
     conn.close();
     conn.core.fstream.remove(&name, generation);
     publisher.end();
+}
+
+/// Authenticates the broadcaster unless its address is locked out after too many failed
+/// logins (`fstream.login_failures_per_ip` within `fstream.login_lockout_ms`): a locked-out
+/// address is refused without a password check; other addresses are not affected. Refusals are
+/// counted by reason and logged at most once a minute per address and reason.
+fn login(conn: &Conn, request: &Request, shown: &str) -> bool {
+    let core = &conn.core;
+    let cfg = &core.config.fstream;
+    let peer = conn.peer;
+    let now = Instant::now();
+    let failures = &core.limits.fstream_failures;
+    let limit = cfg.login_failures_per_ip;
+    let refused = if limit > 0 && failures.count(peer.ip(), now) >= limit as usize {
+        AuthFailure::LockedOut
+    } else {
+        match authenticate(cfg, &request.user, request.user_password.as_ref()) {
+            Ok(()) => return true,
+            Err(e) => {
+                failures.record(peer.ip(), now, limit);
+                e.metric()
+            }
+        }
+    };
+    core.node.metrics.auth_failed(Protocol::Fstream, refused);
+    if let Some(suppressed) = core.log_limiter.allow(refused.label(), peer.ip(), now) {
+        let user = escape_name(&request.user);
+        warn!(%peer, %user, stream = %escape_name(shown), reason = refused.label(), suppressed, "fstream broadcast refused: authentication failed (logged at most once a minute per address and reason)");
+    }
+    false
 }
 
 /// Reads until the first bytes say what the broadcast is. `None`: the peer left or timed out

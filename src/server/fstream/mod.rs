@@ -35,7 +35,7 @@ use super::Core;
 use super::accept::Accepted;
 pub use super::conn::Conn;
 use crate::config::{Config, FstreamConfig};
-use crate::metrics::Protocol;
+use crate::metrics::{AuthFailure, Protocol};
 use crate::proto::fstream::{Action, HandshakeDecoder, Request, Secret, parse_user_ini};
 
 /// What a broadcaster's bytes turned out to be (from their first bytes).
@@ -113,20 +113,48 @@ pub enum AuthError {
     BadUserFile,
 }
 
+/// Compared against when the user does not exist, so an unknown user costs the same one
+/// constant-time comparison as a wrong password (the refusal takes the same time either way).
+const NO_SUCH_USER: &str = "ringcast: no such user; this value never matches a login";
+
 /// Checks a broadcaster's credentials against the config, then `users_dir/<user>.ini`.
+///
+/// Every outcome after the password is present goes through exactly one [`compare`] of the
+/// given password: against the user's password, or against [`NO_SUCH_USER`] for an unknown
+/// user, so a guesser cannot tell the two apart by the refusal's timing.
 pub fn authenticate(
     config: &FstreamConfig,
     user: &str,
     password: Option<&Secret>,
 ) -> Result<(), AuthError> {
     let password = password.ok_or(AuthError::MissingPassword)?;
-    if let Some(listed) = config.user(user) {
-        return if listed.password.matches(password.expose()) {
-            Ok(())
-        } else {
-            Err(AuthError::WrongPassword)
-        };
+    let stored = match config.user(user) {
+        Some(listed) => Ok(Secret::new(listed.password.expose())),
+        None => read_users_file(config, user),
+    };
+    let (against, outcome) = match &stored {
+        Ok(secret) => (secret, Err(AuthError::WrongPassword)),
+        Err(e) => (&*NO_SUCH_USER_SECRET, Err(*e)),
+    };
+    if compare(against, password) && stored.is_ok() {
+        Ok(())
+    } else {
+        outcome
     }
+}
+
+static NO_SUCH_USER_SECRET: std::sync::LazyLock<Secret> =
+    std::sync::LazyLock::new(|| Secret::new(NO_SUCH_USER));
+
+/// The one password comparison of [`authenticate`] (constant time; lengths are not hidden).
+fn compare(stored: &Secret, given: &Secret) -> bool {
+    #[cfg(test)]
+    tests::COMPARISONS.with(|c| c.set(c.get() + 1));
+    stored.matches(given.expose())
+}
+
+/// The password of `user` from `users_dir/<user>.ini`.
+fn read_users_file(config: &FstreamConfig, user: &str) -> Result<Secret, AuthError> {
     let path = config.users_dir.join(format!("{user}.ini"));
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -136,14 +164,21 @@ pub fn authenticate(
             return Err(AuthError::BadUserFile);
         }
     };
-    let stored = parse_user_ini(&text).map_err(|e| {
+    parse_user_ini(&text).map_err(|e| {
         warn!(path = %path.display(), error = %e, "fstream: malformed users file");
         AuthError::BadUserFile
-    })?;
-    if stored.matches(password.expose()) {
-        Ok(())
-    } else {
-        Err(AuthError::WrongPassword)
+    })
+}
+
+impl AuthError {
+    /// The `reason` label of `ringcast_auth_failures_total`.
+    pub fn metric(self) -> AuthFailure {
+        match self {
+            AuthError::MissingPassword => AuthFailure::MissingPassword,
+            AuthError::UnknownUser => AuthFailure::UnknownUser,
+            AuthError::WrongPassword => AuthFailure::WrongPassword,
+            AuthError::BadUserFile => AuthFailure::BadUserFile,
+        }
     }
 }
 
@@ -172,14 +207,58 @@ pub async fn serve(core: Rc<Core>, accepted: Accepted) {
         }
     };
     conn.guard.set_handshake_deadline(None);
-    for key in &request.unknown_keys {
-        info!(%peer, key = %key, "fstream handshake: ignoring unknown key");
+    if !request.unknown_keys.is_empty() {
+        log_unknown_keys(&conn, &request.unknown_keys);
     }
     debug!(%peer, action = ?request.action, stream = %shown_name(&conn.core.config, &request), "fstream handshake");
     match request.action {
         Action::Broadcast => broadcast::run(conn, request).await,
         Action::Watch => watch::run(conn, request).await,
     }
+}
+
+/// Most unknown key names quoted in the one line that reports them.
+const UNKNOWN_KEYS_SHOWN: usize = 8;
+
+/// Logs a handshake's unknown keys in one line (a count and the first few names), at most once
+/// a minute per address: a handshake full of junk keys costs one line, not one per key.
+fn log_unknown_keys(conn: &Conn, keys: &[String]) {
+    let peer = conn.peer;
+    let now = std::time::Instant::now();
+    let Some(suppressed) = conn
+        .core
+        .log_limiter
+        .allow("fstream-unknown-keys", peer.ip(), now)
+    else {
+        return;
+    };
+    let mut first = String::new();
+    for key in keys.iter().take(UNKNOWN_KEYS_SHOWN) {
+        if !first.is_empty() {
+            first.push(',');
+        }
+        first.push_str(&escape_name(key));
+    }
+    info!(%peer, ignored = keys.len(), first = %first, suppressed, "fstream handshake: ignored unknown keys (logged at most once a minute per address)");
+}
+
+/// `name` with anything that is not printable ASCII escaped (`\u{...}`), so control, bidi and
+/// zero-width characters in a client-chosen name cannot forge or hide log text; at most 64
+/// characters are shown.
+pub fn escape_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len().min(64));
+    for (i, c) in name.chars().enumerate() {
+        if i == 64 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_unicode());
+        }
+    }
+    out
 }
 
 /// The request's stream name for logs: an RTMP stream key is redacted like the RTMP driver does;
@@ -193,6 +272,38 @@ fn shown_name(config: &Config, request: &Request) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    thread_local! {
+        /// Password comparisons [`compare`] made on this thread.
+        pub static COMPARISONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    fn comparisons_for(cfg: &FstreamConfig, user: &str, password: &str) -> (u32, AuthError) {
+        let before = COMPARISONS.with(std::cell::Cell::get);
+        let refused = authenticate(cfg, user, Some(&Secret::new(password))).unwrap_err();
+        (COMPARISONS.with(std::cell::Cell::get) - before, refused)
+    }
+
+    #[test]
+    fn an_unknown_user_and_a_wrong_password_are_refused_by_the_same_single_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fier.ini"), "[DEFAULT]\npassword=123\n").unwrap();
+        let config = config(dir.path());
+        let cfg = &config.fstream;
+        // The same guessed password, three ways to be wrong: each does exactly one comparison
+        // and returns without any other work (no sleep, no extra lookup) either way.
+        let unknown = comparisons_for(cfg, "nobody", "guess");
+        let wrong_in_file = comparisons_for(cfg, "fier", "guess");
+        let wrong_listed = comparisons_for(cfg, "listed", "guess");
+        assert_eq!(unknown, (1, AuthError::UnknownUser));
+        assert_eq!(wrong_in_file, (1, AuthError::WrongPassword));
+        assert_eq!(wrong_listed, (1, AuthError::WrongPassword));
+        // The dummy an unknown user is compared against never matches, whatever is sent.
+        assert_eq!(
+            comparisons_for(cfg, "nobody", NO_SUCH_USER),
+            (1, AuthError::UnknownUser)
+        );
+    }
 
     fn config(users_dir: &std::path::Path) -> Config {
         let text = format!(

@@ -35,7 +35,7 @@ pub use super::conn::Conn;
 use super::runtime;
 use crate::metrics::Protocol;
 use crate::proto::http::{
-    HeadDecoder, HttpError, Limits, Method, RequestHead, ResponseHead, Status, flv_path,
+    FlvTarget, HeadDecoder, HttpError, Limits, Method, RequestHead, ResponseHead, Status, flv_path,
 };
 
 /// Methods the server answers, for `Allow` and preflights.
@@ -170,7 +170,7 @@ async fn respond(conn: &Conn, head: &RequestHead) -> Next {
                 .content_length(body.len());
             (head, Bytes::from(body))
         }
-        (_, path) => match flv_path(path) {
+        (_, path) => match flv_path(path).as_ref().map(FlvTarget::path) {
             Some(target) => match flv::admit(conn, target, head.query.as_deref()) {
                 Ok(admitted) if head.method == Method::Get => return Next::Watch(admitted),
                 Ok(admitted) => {
