@@ -91,9 +91,11 @@ fn without_the_gop_cache_a_joining_watcher_gets_headers_then_waits_for_the_next_
     }
     let mut cursor = ring.join();
     let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    // Stamped with the time of the head it joined at (the newest frame, 90), like a late
+    // joiner's headers with the GOP cache on.
     assert_eq!(
         batch,
-        vec![hdr.rtmp().clone()],
+        vec![hdr.restamped(90).rtmp().clone()],
         "only the headers, no cached GOP"
     );
     ring.push(inter(100));
