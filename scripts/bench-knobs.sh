@@ -5,7 +5,7 @@
 # over the repetitions, and the spread (min–max) of CPU per Gbit/s.
 #
 # Usage: scripts/bench-knobs.sh [N]     (default 2000)
-# Env:   REPS=3 KNOBS="default coalesce-off defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
+# Env:   REPS=3 KNOBS="default coalesce-off no-defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
 #        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024; "default" is the server's defaults)
 #        plus anything bench-matrix.sh takes (WORKERS, RAMP, LG_PROCS, ...)
 # Output: $OUT/<knob>/<rep>/ (each cell's files) and $OUT/summary.md.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 REPS=${REPS:-3}
-KNOBS=${KNOBS:-"default coalesce-off defer-taskrun coop-taskrun sqpoll"}
+KNOBS=${KNOBS:-"default coalesce-off no-defer-taskrun coop-taskrun sqpoll"}
 OUT=${OUT:-bench-out/knobs}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -31,9 +31,9 @@ cell() { # knob rep
     coalesce-5ms) env+=(COALESCE_US=5000) ;;
     coalesce-20ms) env+=(COALESCE_US=20000) ;;
     coalesce-40ms) env+=(COALESCE_US=40000) ;;
-    defer-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = true')") ;;
-    coop-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ncoop_taskrun = true')") ;;
-    sqpoll) env+=("EXTRA_TOML=$(printf '[io_uring]\nsqpoll_idle_ms = 10')") ;;
+    no-defer-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false')") ;;
+    coop-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false\ncoop_taskrun = true')") ;;
+    sqpoll) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false\nsqpoll_idle_ms = 10')") ;;
     sq-1024) env+=("EXTRA_TOML=$(printf '[io_uring]\nsq_entries = 1024')") ;;
     *) echo "unknown knob $1" >&2; exit 2 ;;
   esac

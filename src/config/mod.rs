@@ -666,6 +666,8 @@ mod tests {
                 "[io_uring]\nsqpoll_idle_ms = 5\ndefer_taskrun = true",
                 "io_uring.sqpoll_idle_ms",
             ),
+            // defer_taskrun is on by default, so SQPOLL alone must say to turn it off.
+            ("[io_uring]\nsqpoll_idle_ms = 5", "io_uring.sqpoll_idle_ms"),
             (
                 "[fanout]\nwrite_coalesce_us = 200000",
                 "fanout.write_coalesce_us",

@@ -57,11 +57,12 @@ section! {
         /// interrupt; it picks them up when it next enters the kernel.
         pub coop_taskrun: bool = false,
         /// IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1+): completion work runs only
-        /// when the worker waits for completions, batched.
-        pub defer_taskrun: bool = false,
+        /// when the worker waits for completions, batched. Where the kernel refuses it, each
+        /// worker logs a warning and runs without.
+        pub defer_taskrun: bool = true,
         /// IORING_SETUP_SQPOLL with this idle time in milliseconds (0 = off): a kernel thread
         /// per worker polls the submission queue, so submitting costs no syscall but the thread
-        /// spins on a core while busy. Not compatible with coop_taskrun or defer_taskrun.
+        /// spins on a core while busy. Needs coop_taskrun = false and defer_taskrun = false.
         pub sqpoll_idle_ms: u32 = 0,
     }
 }

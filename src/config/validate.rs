@@ -124,7 +124,8 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
     if u.sqpoll_idle_ms > 0 && (u.coop_taskrun || u.defer_taskrun) {
         return Err(invalid(
             "io_uring.sqpoll_idle_ms",
-            "SQPOLL cannot be combined with coop_taskrun or defer_taskrun",
+            "SQPOLL cannot be combined with coop_taskrun or defer_taskrun \
+             (defer_taskrun is on by default: set io_uring.defer_taskrun = false)",
         ));
     }
 

@@ -331,7 +331,8 @@ pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), Sta
 /// Waits for SIGINT or SIGTERM, withdraws readiness, then keeps serving for `drain` (a second
 /// signal cuts it short) so a load balancer moves new clients elsewhere before workers stop.
 fn wait_for_shutdown(node: &Node, drain: Duration, reload: Option<Reload>) {
-    let Ok((rt, _)) = runtime::build(None, &IoUringConfig::default()) else {
+    let Ok(runtime::Built { runtime: rt, .. }) = runtime::build(None, &IoUringConfig::default())
+    else {
         // No runtime for signals: park forever; the process still dies on SIGTERM's default.
         loop {
             std::thread::park();
@@ -437,7 +438,11 @@ fn worker(
         what: what.to_owned(),
         source,
     };
-    let (rt, driver) = match runtime::build(cpu, &config.io_uring) {
+    let runtime::Built {
+        runtime: rt,
+        driver,
+        defer_taskrun_refused,
+    } = match runtime::build(cpu, &config.io_uring) {
         Ok(built) => built,
         Err(e) => {
             let _ = ready.send(Err(fail("building the runtime", e)));
@@ -445,6 +450,13 @@ fn worker(
         }
     };
     info!(worker = index, cpu = ?cpu, driver, "worker started");
+    if defer_taskrun_refused {
+        warn!(
+            worker = index,
+            "the kernel refused io_uring DEFER_TASKRUN (Linux 6.1+); running without it \
+             (set io_uring.defer_taskrun = false to silence this)"
+        );
+    }
     if driver != "io_uring" {
         warn!(
             worker = index,

@@ -29,15 +29,51 @@ const MEDIA_BUFFERS: std::num::NonZero<u16> = match std::num::NonZero::new(512) 
 /// Bytes per provided buffer: FTL datagrams are at most 1392 bytes.
 const MEDIA_BUFFER_LEN: usize = 2048;
 
+/// A worker's runtime, as [`build`] made it.
+pub struct Built {
+    pub runtime: Runtime,
+    /// "io_uring" or "epoll fallback".
+    pub driver: &'static str,
+    /// `io_uring.defer_taskrun` was asked for but the kernel refused it (Linux before 6.1):
+    /// the ring was built without it.
+    pub defer_taskrun_refused: bool,
+}
+
 /// Builds this thread's runtime with the `[io_uring]` options, pinned to `cpu` when given.
-/// Returns it with a name for the driver in use ("io_uring" or "epoll fallback").
-pub fn build(cpu: Option<usize>, uring: &IoUringConfig) -> io::Result<(Runtime, &'static str)> {
+/// When the kernel refuses DEFER_TASKRUN (EINVAL before Linux 6.1), builds it again without
+/// and says so in [`Built::defer_taskrun_refused`].
+pub fn build(cpu: Option<usize>, uring: &IoUringConfig) -> io::Result<Built> {
+    match build_with(cpu, uring, uring.defer_taskrun) {
+        Err(e) if uring.defer_taskrun && e.raw_os_error() == Some(libc::EINVAL) => {
+            let runtime = build_with(cpu, uring, false)?;
+            Ok(Built {
+                driver: driver_name(&runtime),
+                runtime,
+                defer_taskrun_refused: true,
+            })
+        }
+        result => {
+            let runtime = result?;
+            Ok(Built {
+                driver: driver_name(&runtime),
+                runtime,
+                defer_taskrun_refused: false,
+            })
+        }
+    }
+}
+
+fn build_with(
+    cpu: Option<usize>,
+    uring: &IoUringConfig,
+    defer_taskrun: bool,
+) -> io::Result<Runtime> {
     let mut proactor = ProactorBuilder::new();
     proactor.capacity(uring.sq_entries);
     proactor.coop_taskrun(uring.coop_taskrun);
     proactor.taskrun_flag(uring.coop_taskrun);
-    proactor.single_issuer(uring.defer_taskrun);
-    proactor.defer_taskrun(uring.defer_taskrun);
+    proactor.single_issuer(defer_taskrun);
+    proactor.defer_taskrun(defer_taskrun);
     if uring.sqpoll_idle_ms > 0 {
         proactor.sqpoll_idle(Duration::from_millis(uring.sqpoll_idle_ms.into()));
     }
@@ -50,13 +86,15 @@ pub fn build(cpu: Option<usize>, uring: &IoUringConfig) -> io::Result<(Runtime, 
     if let Some(cpu) = cpu {
         builder.thread_affinity(std::iter::once(cpu).collect());
     }
-    let runtime = builder.build()?;
-    let driver = match runtime.driver_type() {
+    builder.build()
+}
+
+fn driver_name(runtime: &Runtime) -> &'static str {
+    match runtime.driver_type() {
         DriverType::IoUring => "io_uring",
         DriverType::Poll => "epoll fallback",
         DriverType::IOCP => "iocp",
-    };
-    Ok((runtime, driver))
+    }
 }
 
 /// Binds a TCP listener with `SO_REUSEPORT`, so every worker can bind the same address.
@@ -192,5 +230,46 @@ mod tests {
             clients[0].read_exact(&mut got).unwrap();
             assert_eq!(&got, b"hi");
         });
+    }
+
+    /// Whether this kernel (Linux 6.1+) has IORING_SETUP_DEFER_TASKRUN.
+    fn kernel_has_defer_taskrun() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release.trim().split(['.', '-']);
+        let major: u32 = parts.next().unwrap().parse().unwrap();
+        let minor: u32 = parts.next().unwrap().parse().unwrap();
+        (major, minor) >= (6, 1)
+    }
+
+    #[test]
+    fn the_default_ring_defers_task_work_on_kernels_that_have_it() {
+        let uring = IoUringConfig::default();
+        assert!(uring.defer_taskrun, "on by default");
+        let built = build(None, &uring).unwrap();
+        assert_eq!(built.driver, "io_uring");
+        assert_eq!(built.defer_taskrun_refused, !kernel_has_defer_taskrun());
+        // The ring works: a connection is accepted and written through it.
+        built.runtime.block_on(async {
+            let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            let (server_side, _) = listener.accept().await.unwrap();
+            let BufResult(result, _) = (&server_side).write_all(b"ok".to_vec()).await;
+            result.unwrap();
+            let mut got = [0u8; 2];
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"ok");
+        });
+    }
+
+    #[test]
+    fn a_ring_without_deferred_task_work_is_built_as_asked() {
+        let uring = IoUringConfig {
+            defer_taskrun: false,
+            ..IoUringConfig::default()
+        };
+        let built = build(None, &uring).unwrap();
+        assert!(!built.defer_taskrun_refused);
+        assert_eq!(built.driver, "io_uring");
     }
 }
