@@ -129,9 +129,7 @@ impl LocalStream {
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());
         waking.append(&mut self.held.borrow_mut());
-        for waker in waking.drain(..) {
-            waker.wake();
-        }
+        self.wake_in_turn(&mut waking);
     }
 
     /// Wakes the watchers held back; returns how many. Called when the core's window ends.
@@ -139,10 +137,26 @@ impl LocalStream {
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.held.borrow_mut());
         let woken = waking.len();
-        for waker in waking.drain(..) {
+        self.wake_in_turn(&mut waking);
+        woken
+    }
+
+    /// Wakes (and empties) `wakers`, starting at an offset that moves with every version.
+    /// Woken tasks run, and queue their wakers again, in the order they were woken: without the
+    /// offset the watcher that joined first would always be served first and the last one
+    /// always last, a whole core's worth of sends behind. The offset follows a Weyl sequence
+    /// (the version times the golden ratio), so every position comes first in turn.
+    fn wake_in_turn(&self, wakers: &mut Vec<Waker>) {
+        const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+        let len = wakers.len();
+        if len > 1 {
+            let spread = self.version.get().wrapping_mul(GOLDEN) >> 32;
+            let start = usize::try_from(spread % len as u64).unwrap_or(0);
+            wakers.rotate_left(start);
+        }
+        for waker in wakers.drain(..) {
             waker.wake();
         }
-        woken
     }
 
     /// Ready once the stream changed since `seen` (which is then updated). The waker is queued
@@ -494,8 +508,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_watcher_polled_twice_between_frames_is_woken_once() {
+    fn one_core() -> Rc<CoreHub> {
         let registry = Arc::new(Registry::new(
             1,
             PublishPolicy {
@@ -503,7 +516,12 @@ mod tests {
                 grace: Duration::ZERO,
             },
         ));
-        let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
+        Rc::new(CoreHub::new(0, registry, RingLimits::default()))
+    }
+
+    #[test]
+    fn a_watcher_polled_twice_between_frames_is_woken_once() {
+        let hub = one_core();
         let mut publisher = Publisher::start(&hub, "live/wake", Instant::now()).unwrap();
         let mut watcher = hub.watch("live/wake", Egress::Rtmp);
         let counter = Arc::new(CountingWaker::default());
@@ -520,6 +538,62 @@ mod tests {
             .unwrap();
         assert_eq!(counter.0.load(Ordering::Relaxed), 1, "woken exactly once");
         assert!(watcher.poll_changed(&mut cx).is_ready());
+    }
+
+    /// Records, in a log shared by all watchers, which watcher was woken.
+    struct OrderWaker {
+        id: usize,
+        log: Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    impl Wake for OrderWaker {
+        fn wake(self: Arc<Self>) {
+            self.log.lock().unwrap().push(self.id);
+        }
+    }
+
+    #[test]
+    fn watchers_are_woken_once_each_but_not_always_in_the_same_order() {
+        const WATCHERS: usize = 8;
+        let hub = one_core();
+        let mut publisher = Publisher::start(&hub, "live/order", Instant::now()).unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut watchers: Vec<_> = (0..WATCHERS)
+            .map(|id| {
+                let waker = Waker::from(Arc::new(OrderWaker {
+                    id,
+                    log: log.clone(),
+                }));
+                (hub.watch("live/order", Egress::Rtmp), waker)
+            })
+            .collect();
+        // Everyone parks, in joining order.
+        for (watcher, waker) in &mut watchers {
+            let mut cx = Context::from_waker(waker);
+            let _ = watcher.poll_changed(&mut cx);
+            assert!(watcher.poll_changed(&mut cx).is_pending());
+        }
+        let mut firsts = std::collections::HashSet::new();
+        for ts in 0..16 {
+            publisher.push(keyframe(ts * 33)).unwrap();
+            let order = std::mem::take(&mut *log.lock().unwrap());
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..WATCHERS).collect::<Vec<_>>(), "each once");
+            firsts.insert(order[0]);
+            // As an executor would: each woken task runs, sees the frame and parks again, in
+            // the order it was woken.
+            for id in order {
+                let (watcher, waker) = &mut watchers[id];
+                let mut cx = Context::from_waker(waker);
+                assert!(watcher.poll_changed(&mut cx).is_ready());
+                assert!(watcher.poll_changed(&mut cx).is_pending());
+            }
+        }
+        assert!(
+            firsts.len() >= WATCHERS / 2,
+            "the first watcher served moves around: {firsts:?}"
+        );
     }
 
     fn two_cores() -> (Arc<Registry>, Rc<CoreHub>, Rc<CoreHub>) {

@@ -141,7 +141,9 @@ pub async fn run(
             }
         }
         control.drain(&mut batch);
-        let fill = watcher.fill(Instant::now(), &mut batch, MAX_BATCH_ITEMS, MAX_BATCH_BYTES);
+        // One clock read per pass: the fill's lag check and the write's stall deadline share it.
+        let now = Instant::now();
+        let fill = watcher.fill(now, &mut batch, MAX_BATCH_ITEMS, MAX_BATCH_BYTES);
         count_drops(watcher);
         match fill {
             Fill::Disconnect => {
@@ -164,7 +166,7 @@ pub async fn run(
             guard.bound_send_buffer(watcher.stream_rate());
             send_buffer_bounded = true;
         }
-        guard.write_started(Instant::now());
+        guard.write_started(now);
         let BufResult(result, returned) = socket.write_vectored_all(batch).await;
         guard.write_finished();
         batch = returned;
