@@ -10,7 +10,11 @@
 # watched by N fstream watchers reading FLV; nginx-rtmp has no fstream and the kernel ceiling is
 # protocol-agnostic, so it runs once) and `rtmps` (ringcast only, series `ringcast-rtmps`: the
 # same RTMP publish, watched over RTMPS with a throwaway self-signed certificate, verification
-# skipped on loopback; run it with `rtmp` for RTMPS next to plain RTMP in one run). For every series and N: start the server, publish (not
+# skipped on loopback; run it with `rtmp` for RTMPS next to plain RTMP in one run) and `many`
+# (series `ringcast-many` and `nginx-many`: N streams, each published by its own connection and
+# watched by MANY_WATCHERS RTMP watchers, so N is the number of streams and N × MANY_WATCHERS
+# the number of watchers; the platform's shape, where per-stream and per-frame costs count).
+# For every series and N: start the server, publish (not
 # for the kernel ceiling, which makes its own media), sample RSS with 0 watchers, start N
 # watchers, and after the warm-up sample the server's CPU (utime+stime from /proc/PID/stat) over
 # a fixed window and its RSS. Results in $OUT: `<series>-<n>.json` (the watchers' summary),
@@ -18,13 +22,17 @@
 #
 # Every cell's warm-up lasts at least until the ramp is over plus 4 s (N / RAMP + 4), and the
 # measuring window is MEASURE seconds after it; RSS "before" is sampled SETTLE seconds after
-# the publisher starts, once the GOP cache holds a full GOP.
+# the publisher starts (2 s by default: before the GOP cache holds a full GOP, so the cache's
+# fill counts against the watchers; the conservative figure, and how independent tools take it).
+# Watchers read once per readiness with a 16 KiB buffer (the loadgen's default `--read-mode
+# once`), like players and other load tools; READ_MODE=drain reads each socket empty instead.
 #
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 1000 2000 4000 6000 8000)
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
-#        SETTLE=6 RAMP=1000 OUT=bench-out LG_PROCS=2
-#        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = true')
-#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition)
+#        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once
+#        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
+#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
+#        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100)
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
@@ -36,7 +44,9 @@ NS=("$@"); [ ${#NS[@]} -eq 0 ] && NS=(100 1000 2000 4000 6000 8000)
 WORKERS=${WORKERS:-0}
 WARMUP=${WARMUP:-6}
 MEASURE=${MEASURE:-12}
-SETTLE=${SETTLE:-6}
+SETTLE=${SETTLE:-2}
+MANY_WATCHERS=${MANY_WATCHERS:-25}
+READ_MODE=${READ_MODE:-once}
 LG_PROCS=${LG_PROCS:-2}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
@@ -102,7 +112,7 @@ ${EXTRA_TOML:-}
 CONF
       "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
-    ringcast|ringcast-fstream|ringcast-rtmps)
+    ringcast|ringcast-many|ringcast-fstream|ringcast-rtmps)
       PORT=$PORT_RC
       local rtmps=""
       if [ "$1" = ringcast-rtmps ]; then
@@ -151,7 +161,7 @@ CONF
       PORT=$PORT_KC
       "$BIN/ringcast-loadgen" kernel-ceiling --listen "127.0.0.1:$PORT" >"$OUT/ceiling.log" 2>&1 &
       SPID=$! ;;
-    nginx)
+    nginx|nginx-many)
       PORT=$PORT_NG
       local d="$OUT/nginx"; mkdir -p "$d/logs"
       local mod=/usr/lib/nginx/modules/ngx_rtmp_module.so
@@ -187,6 +197,8 @@ for scenario in $SCENARIOS; do
       fstream/*) echo "$kind has no fstream; skipping it in the fstream scenario" >&2 ;;
       ftl/ringcast) SERIES+=(ringcast-ftl-opus ringcast-ftl-aac) ;;
       ftl/*) ;;
+      many/ringcast|many/nginx) SERIES+=("$kind-many") ;;
+      many/*) ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
   done
@@ -197,11 +209,13 @@ ROWS="$OUT/rows.tsv"
 [ "${RENDER_ONLY:-0}" = 1 ] && SERIES=()
 [ "${RENDER_ONLY:-0}" = 1 ] || : >"$ROWS"
 for series in "${SERIES[@]}"; do
-  if [ "$series" = nginx ] && ! { command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; }; then
+  if [[ $series == nginx* ]] && ! { command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; }; then
     echo "nginx-rtmp not installed; skipping" >&2; continue
   fi
   for n in "${NS[@]}"; do
-    ramp_s=0; [ "${RAMP%.*}" -gt 0 ] && ramp_s=$(( n / ${RAMP%.*} ))
+    # Watchers in the cell: N, or N streams × MANY_WATCHERS.
+    watchers=$n; [[ $series == *-many ]] && watchers=$(( n * MANY_WATCHERS ))
+    ramp_s=0; [ "${RAMP%.*}" -gt 0 ] && ramp_s=$(( watchers / ${RAMP%.*} ))
     warmup=$(( WARMUP > ramp_s + 4 ? WARMUP : ramp_s + 4 ))
     duration=$(( warmup + MEASURE + 2 ))
     start_server "$series"
@@ -222,6 +236,9 @@ for series in "${SERIES[@]}"; do
       ringcast-rtmps)
         publish=(--target "127.0.0.1:$PORT_RC" --stream live/bench)
         watch=(--url "rtmps://127.0.0.1:$PORT_RS/live/bench" --tls-insecure) ;;
+      *-many)
+        publish=(--target "127.0.0.1:$PORT" --stream live/bench --stream-count "$n")
+        watch=(--protocol rtmp --stream live/bench --stream-count "$n") ;;
       *)
         publish=(--target "127.0.0.1:$PORT" --stream live/bench)
         watch=(--protocol rtmp --stream live/bench) ;;
@@ -242,7 +259,8 @@ for series in "${SERIES[@]}"; do
     rss0=$(rss_kib "$SPID")
     # TCP counters over the cell (listen overflows, SYN and tail-loss retransmits), if iproute2 has nstat.
     command -v nstat >/dev/null && nstat -n >/dev/null 2>&1
-    "$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$n" "${watch[@]}" \
+    "$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$watchers" "${watch[@]}" \
+      --read-mode "$READ_MODE" \
       --duration "$duration" --warmup "$warmup" --ramp-per-sec "$RAMP" \
       --processes "$LG_PROCS" --out "$OUT/$series-$n.json" >/dev/null 2>"$OUT/watch-$series-$n.log" &
     WPID=$!
@@ -264,8 +282,8 @@ for series in "${SERIES[@]}"; do
 done
 
 {
-  echo "| server | watchers | playing | relay CPU (cores) | loadgen CPU | delivered Gbit/s | per watcher Mbit/s | CPU per Gbit/s | × kernel ceiling | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| server | watchers | playing | relay CPU (cores) | loadgen CPU | delivered Gbit/s | per watcher Mbit/s | CPU per Gbit/s | × kernel ceiling | × nginx-rtmp | RSS/watcher (KiB) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped frames |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   while IFS=$'\t' read -r series n cpu rss0 rss1 lcpu; do
     j="$OUT/$series-$n.json"
     [ -f "$j" ] || continue
@@ -273,17 +291,26 @@ done
     kc=$(awk -F'\t' -v n="$n" '$1=="ceiling" && $2==n {print $3}' "$ROWS")
     kj="$OUT/ceiling-$n.json"
     kg=$( [ -f "$kj" ] && jq -r .delivered_gbps "$kj" || echo 0)
-    awk -v series="$series" -v n="$n" -v cpu="$cpu" -v lcpu="${lcpu:--}" -v gbps="$gbps" -v wmbps="$wmbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
+    # The many-streams series are compared with nginx-many; the kernel ceiling has one stream.
+    watchers=$n; ng=nginx
+    if [[ $series == *-many ]]; then watchers=$(( n * MANY_WATCHERS )); ng=nginx-many; kc=0; kg=0; fi
+    nc=$(awk -F'\t' -v s="$ng" -v n="$n" '$1==s && $2==n {print $3}' "$ROWS")
+    nj="$OUT/$ng-$n.json"
+    ngb=$( [ -f "$nj" ] && jq -r .delivered_gbps "$nj" || echo 0)
+    awk -v series="$series" -v n="$n" -v watchers="$watchers" -v nc="${nc:-0}" -v ngb="$ngb" -v cpu="$cpu" -v lcpu="${lcpu:--}" -v gbps="$gbps" -v wmbps="$wmbps" -v playing="$playing" -v rss0="$rss0" -v rss1="$rss1" \
         -v p50="$p50" -v p99="$p99" -v p999="$p999" -v ttff="$ttff" -v stalls="$stalls" -v lost="$lost" -v skipped="$skipped" \
         -v kc="${kc:-0}" -v kg="$kg" 'BEGIN{
       per = gbps > 0 ? cpu / gbps : 0
       kper = kg > 0 ? kc / kg : 0
       ratio = kper > 0 ? sprintf("%.2f", per / kper) : "-"
+      nper = ngb > 0 ? nc / ngb : 0
+      nratio = nper > 0 ? sprintf("%.2f", per / nper) : "-"
+      shown = watchers == n ? n : sprintf("%d × %d", n, watchers / n)
       # At small N the allocator returning pages can outweigh the watchers: show that as noise.
-      rssw = (rss1 - rss0) / n
+      rssw = (rss1 - rss0) / watchers
       rss = rssw >= 0 ? sprintf("%.1f", rssw) : "< 0 (noise)"
-      printf "| %s | %d | %d | %.3f | %s | %.3f | %.2f | %.3f | %s | %s | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
-        series, n, playing, cpu, lcpu, gbps, wmbps, per, ratio, rss, p50, p99, p999, ttff, stalls, lost, skipped }'
+      printf "| %s | %s | %d | %.3f | %s | %.3f | %.2f | %.3f | %s | %s | %s | %.1f / %.1f / %.1f | %.1f | %d | %d / %d |\n",
+        series, shown, playing, cpu, lcpu, gbps, wmbps, per, ratio, nratio, rss, p50, p99, p999, ttff, stalls, lost, skipped }'
   done <"$ROWS"
 } | tee "$OUT/table.md"
 

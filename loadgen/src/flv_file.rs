@@ -111,16 +111,17 @@ fn track_end_ms(tags: &[Frame], kind: MediaKind) -> Option<u64> {
 /// Plays a file's tags in order, looping if asked.
 #[derive(Debug, Clone)]
 pub struct Playback {
-    file: FlvFile,
+    /// Shared by every publisher playing the same file.
+    file: std::sync::Arc<FlvFile>,
     looping: bool,
     pass: u64,
     next: usize,
 }
 
 impl Playback {
-    pub fn new(file: FlvFile, looping: bool) -> Playback {
+    pub fn new(file: impl Into<std::sync::Arc<FlvFile>>, looping: bool) -> Playback {
         Playback {
-            file,
+            file: file.into(),
             looping,
             pass: 0,
             next: 0,

@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command as Proc, ExitCode, Stdio};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -103,6 +104,30 @@ enum WatchProtocol {
     Raw,
 }
 
+/// How watchers read (see `watcher::ReadMode`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadModeArg {
+    Once,
+    Drain,
+}
+
+impl ReadModeArg {
+    fn with_size(self, size: Option<usize>) -> watcher::ReadMode {
+        match self {
+            ReadModeArg::Once => watcher::ReadMode::Once(size.unwrap_or(16 * 1024)),
+            ReadModeArg::Drain => watcher::ReadMode::Drain(size.unwrap_or(256 * 1024)),
+        }
+    }
+}
+
+/// The names of `count` streams: `stream` itself for one, `stream-0` .. for more.
+fn stream_names(stream: &str, count: u32) -> Vec<String> {
+    match count {
+        0 | 1 => vec![stream.to_owned()],
+        n => (0..n).map(|i| format!("{stream}-{i}")).collect(),
+    }
+}
+
 /// The default server port of each protocol (the kernel ceiling's for `raw`).
 fn default_target(protocol: WatchProtocol) -> SocketAddr {
     let port = match protocol {
@@ -144,6 +169,10 @@ enum Cmd {
         /// Seconds to publish; 0 publishes until killed (or until a file played once ends).
         #[arg(long, default_value_t = 0)]
         duration: u64,
+        /// Publish this many streams, `STREAM-0` .. `STREAM-(K-1)`, one connection and thread
+        /// each, the same media on all; 1 publishes `--stream` itself.
+        #[arg(long, default_value_t = 1)]
+        stream_count: u32,
         #[command(flatten)]
         url: tls::UrlArgs,
         #[arg(long)]
@@ -169,6 +198,17 @@ enum Cmd {
         rtmp_opus: bool,
         #[arg(long, default_value_t = 100)]
         watchers: u64,
+        /// Spread the watchers round-robin over this many streams, `STREAM-0` .. `STREAM-(K-1)`
+        /// (`publish --stream-count K` publishes them); 1 watches `--stream` itself.
+        #[arg(long, default_value_t = 1)]
+        stream_count: u32,
+        /// `once`: one read per readiness (a level-triggered loop with a small buffer, like most
+        /// players and load tools: the conservative latency); `drain`: read until empty.
+        #[arg(long, value_enum, default_value = "once")]
+        read_mode: ReadModeArg,
+        /// Bytes per read [default: 16384 with --read-mode once, 262144 with drain].
+        #[arg(long)]
+        read_size: Option<usize>,
         /// Source addresses to bind, e.g. `127.0.0.1-127.0.0.50`.
         #[arg(long, default_value = "127.0.0.1-127.0.0.50")]
         source_ips: String,
@@ -202,6 +242,10 @@ enum Cmd {
         allow_non_loopback: bool,
         #[arg(long, hide = true, default_value = "")]
         label: String,
+        /// The index of this process's first watcher among all (`--processes` sets it), so
+        /// the streams of `--stream-count` stay evenly loaded across processes.
+        #[arg(long, hide = true, default_value_t = 0)]
+        first_watcher: u64,
     },
     /// The baseline: write each message to every connected socket, one write per socket.
     KernelCeiling {
@@ -348,6 +392,7 @@ fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
         args.push(a);
     }
     let mut children = Vec::new();
+    let mut first = 0;
     for i in 0..k {
         let share = watchers / k as u64 + u64::from((i as u64) < watchers % k as u64);
         let child = Proc::new(&exe)
@@ -355,6 +400,8 @@ fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
             .args([
                 "--watchers",
                 &share.to_string(),
+                "--first-watcher",
+                &first.to_string(),
                 "--label",
                 &format!("[{i}] "),
             ])
@@ -362,6 +409,7 @@ fn run_children(k: u32, watchers: u64) -> Result<Summary, String> {
             .spawn()
             .map_err(|e| format!("spawn: {e}"))?;
         children.push(child);
+        first += share;
     }
     let mut parts = Vec::new();
     for c in children {
@@ -387,6 +435,7 @@ fn real_main() -> Result<(), String> {
             looping,
             media,
             duration,
+            stream_count,
             url,
             allow_non_loopback,
         } => {
@@ -405,34 +454,54 @@ fn real_main() -> Result<(), String> {
                 })
             });
             net::check_target(target, allow_non_loopback)?;
-            let route = publish_route(
-                protocol,
-                &stream,
-                user_password.as_deref(),
-                channel_password.as_deref(),
-            )?;
-            let source = match file {
+            let file = match &file {
                 Some(path) => {
-                    let file = FlvFile::open(&path)?;
+                    let file = Arc::new(FlvFile::open(path)?);
                     eprintln!(
                         "{}: {} ms per pass{}",
                         path.display(),
                         file.period_ms(),
                         if looping { ", looping" } else { "" }
                     );
-                    Source::File(Playback::new(file, looping))
+                    Some(file)
                 }
-                None => Source::Synthetic(Synthetic::new(media.params())),
+                None => None,
             };
             let tls = tls::client_config(&url, parsed.as_ref().is_some_and(|u| u.tls), target)?;
-            let cfg = publisher::PublishConfig {
-                target,
-                route,
-                duration: Duration::from_secs(duration),
-                tls,
-            };
-            let sent = publisher::run(&cfg, source)?;
-            eprintln!("published {sent} frames");
+            let mut publishers = Vec::new();
+            for name in stream_names(&stream, stream_count) {
+                let route = publish_route(
+                    protocol,
+                    &name,
+                    user_password.as_deref(),
+                    channel_password.as_deref(),
+                )?;
+                let source = match &file {
+                    Some(file) => Source::File(Playback::new(file.clone(), looping)),
+                    None => Source::Synthetic(Synthetic::new(media.params())),
+                };
+                let cfg = publisher::PublishConfig {
+                    target,
+                    route,
+                    duration: Duration::from_secs(duration),
+                    tls: tls.clone(),
+                };
+                publishers.push((
+                    name,
+                    std::thread::spawn(move || publisher::run(&cfg, source)),
+                ));
+            }
+            let mut failed = None;
+            for (name, publisher) in publishers {
+                match publisher.join() {
+                    Ok(Ok(sent)) => eprintln!("{name}: published {sent} frames"),
+                    Ok(Err(e)) => failed = Some(format!("{name}: {e}")),
+                    Err(_) => failed = Some(format!("{name}: the publisher thread panicked")),
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         Cmd::Watch {
             protocol,
@@ -441,6 +510,9 @@ fn real_main() -> Result<(), String> {
             channel_password,
             rtmp_opus,
             watchers,
+            stream_count,
+            read_mode,
+            read_size,
             source_ips,
             ramp_per_sec,
             duration,
@@ -453,6 +525,7 @@ fn real_main() -> Result<(), String> {
             url,
             allow_non_loopback,
             label,
+            first_watcher,
         } => {
             let protocol = if raw { WatchProtocol::Raw } else { protocol };
             let parsed = url.url.as_deref().map(tls::parse_url).transpose()?;
@@ -466,13 +539,18 @@ fn real_main() -> Result<(), String> {
             let target = target.unwrap_or_else(|| default_target(protocol));
             let tls = tls::client_config(&url, parsed.as_ref().is_some_and(|u| u.tls), target)?;
             net::check_target(target, allow_non_loopback)?;
-            let request = play_request(
-                protocol,
-                target,
-                &stream,
-                channel_password.as_deref(),
-                rtmp_opus,
-            )?;
+            let requests = stream_names(&stream, stream_count)
+                .iter()
+                .map(|name| {
+                    play_request(
+                        protocol,
+                        target,
+                        name,
+                        channel_password.as_deref(),
+                        rtmp_opus,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let summary = if processes > 1 {
                 run_children(processes, watchers)?
             } else {
@@ -487,7 +565,9 @@ fn real_main() -> Result<(), String> {
                 }
                 let cfg = watcher::WatchConfig {
                     target,
-                    request,
+                    requests,
+                    read: read_mode.with_size(read_size),
+                    first_watcher,
                     watchers,
                     sources,
                     ramp_per_sec,
@@ -562,5 +642,42 @@ fn main() -> ExitCode {
             eprintln!("ringcast-loadgen: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn one_stream_keeps_its_name_and_many_are_numbered_from_zero() {
+        assert_eq!(stream_names("live/bench", 1), ["live/bench"]);
+        assert_eq!(
+            stream_names("live/bench", 3),
+            ["live/bench-0", "live/bench-1", "live/bench-2"]
+        );
+    }
+
+    #[test]
+    fn reads_default_to_one_small_read_per_readiness() {
+        let cli = Cli::try_parse_from(["loadgen", "watch"]).expect("parses");
+        let Cmd::Watch {
+            read_mode,
+            read_size,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not watch");
+        };
+        assert!(matches!(
+            read_mode.with_size(read_size),
+            watcher::ReadMode::Once(16384)
+        ));
+        assert!(matches!(
+            ReadModeArg::Drain.with_size(None),
+            watcher::ReadMode::Drain(262_144)
+        ));
     }
 }

@@ -96,6 +96,13 @@ impl Percentiles {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub mode: String,
+    /// How watchers read: `once 16384` (one read of at most that many bytes per readiness) or
+    /// `drain 262144` (read until empty).
+    #[serde(default)]
+    pub read: String,
+    /// Streams the watchers were spread over (round-robin).
+    #[serde(default)]
+    pub streams: u64,
     pub target: String,
     pub processes: u32,
     pub watchers_requested: u64,
@@ -162,6 +169,8 @@ impl Summary {
         for p in parts {
             if out.mode.is_empty() {
                 out.mode = p.mode.clone();
+                out.read = p.read.clone();
+                out.streams = p.streams;
                 out.target = p.target.clone();
             }
             out.processes += p.processes.max(1);

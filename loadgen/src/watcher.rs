@@ -28,7 +28,12 @@ use crate::tls::Sock;
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
     pub target: SocketAddr,
-    pub request: PlayRequest,
+    /// What to ask for, one per stream: watcher `n` plays `requests[n % len]`.
+    pub requests: Vec<PlayRequest>,
+    /// How a watcher reads when its socket is readable.
+    pub read: ReadMode,
+    /// The index of this process's first watcher among all processes' (for `requests`).
+    pub first_watcher: u64,
     pub watchers: u64,
     pub sources: Vec<Ipv4Addr>,
     pub ramp_per_sec: f64,
@@ -41,8 +46,33 @@ pub struct WatchConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+/// How a watcher reads when its socket is readable.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadMode {
+    /// One read of at most this many bytes per readiness, as a level-triggered event loop with
+    /// a small buffer does (a socket with more queued is read again on the next pass, after
+    /// every other ready socket had its turn): what typical players and load tools do, and the
+    /// conservative figure, since a frame that spans several reads waits for the passes.
+    Once(usize),
+    /// Read until the socket is empty into one large buffer, every frame parsed as soon as
+    /// it is there: the least the client adds to the latency.
+    Drain(usize),
+}
+
+impl ReadMode {
+    fn buffer_len(self) -> usize {
+        match self {
+            ReadMode::Once(n) | ReadMode::Drain(n) => n.max(1),
+        }
+    }
+}
+
 struct Watcher {
     stream: Sock<TcpStream>,
+    /// Index into [`WatchConfig::requests`].
+    request: usize,
+    /// Read once more on the next pass (`ReadMode::Once`: the last read filled the buffer).
+    read_again: bool,
     /// `None` while the TCP connect is in progress.
     framing: Option<Framing>,
     out: BytesMut,
@@ -69,6 +99,8 @@ struct Run {
     poll: Poll,
     watchers: Vec<Option<Watcher>>,
     buf: Vec<u8>,
+    /// Watchers to read again on the next pass (`ReadMode::Once`).
+    read_again: Vec<usize>,
     parsed: Vec<Parsed>,
     latency: Histogram<u64>,
     ttff: Histogram<u64>,
@@ -133,6 +165,9 @@ impl Run {
         let stream = Sock { tcp, tls };
         self.watchers.push(Some(Watcher {
             stream,
+            request: ((self.cfg.first_watcher + n) % self.cfg.requests.len().max(1) as u64)
+                as usize,
+            read_again: false,
             framing: None,
             out: BytesMut::new(),
             started_ns: monotonic_ns(),
@@ -158,15 +193,20 @@ impl Run {
             }
             self.totals.connected += 1;
             w.framing = Some(Framing::start(
-                &self.cfg.request,
+                &self.cfg.requests[w.request],
                 &mut w.out,
                 monotonic_ns(),
             ));
         }
+        // A watcher queued to read again gets its one read of this pass there.
+        let queued = w.read_again;
         if let Err(e) = self.flush(idx) {
             return self.fail(idx, format!("write: {e}"));
         }
-        if readable && let Err(e) = self.read_all(idx) {
+        if readable
+            && !queued
+            && let Err(e) = self.read(idx)
+        {
             return self.fail(idx, e);
         }
         if let Err(e) = self.flush(idx) {
@@ -192,7 +232,10 @@ impl Run {
         Ok(())
     }
 
-    fn read_all(&mut self, idx: usize) -> Result<(), String> {
+    /// Reads as the read mode says: once (queueing the watcher for another read on the next
+    /// pass when the buffer came back full), or until the socket is empty.
+    fn read(&mut self, idx: usize) -> Result<(), String> {
+        let once = matches!(self.cfg.read, ReadMode::Once(_));
         loop {
             let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
                 return Ok(());
@@ -216,7 +259,35 @@ impl Run {
                 .on_tick(now, true, self.cfg.stall_after.as_nanos() as u64);
             self.parsed.clear();
             framing.handle_input(&self.buf[..n], now, &mut w.out, &mut self.parsed)?;
+            // Edge-triggered epoll reports no new readiness for what is left: come back for it.
+            // (TLS may hold decrypted bytes beyond a full buffer; a short read means empty.)
+            let more = n == self.buf.len() || w.stream.tls.is_some();
+            if once && more && !w.read_again {
+                w.read_again = true;
+                self.read_again.push(idx);
+            }
             self.handle_media(idx, now);
+            if once {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next pass for watchers whose last read filled the buffer: one read each.
+    fn read_queued(&mut self) {
+        let queued = std::mem::take(&mut self.read_again);
+        for idx in queued {
+            let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            w.read_again = false;
+            if let Err(e) = self.read(idx) {
+                self.fail(idx, e);
+                continue;
+            }
+            if let Err(e) = self.flush(idx) {
+                self.fail(idx, format!("write: {e}"));
+            }
         }
     }
 
@@ -320,7 +391,12 @@ impl Run {
 
     fn summary(&self) -> Summary {
         let mut s = Summary {
-            mode: self.cfg.request.mode().into(),
+            mode: self.cfg.requests[0].mode().into(),
+            read: match self.cfg.read {
+                ReadMode::Once(n) => format!("once {n}"),
+                ReadMode::Drain(n) => format!("drain {n}"),
+            },
+            streams: self.cfg.requests.len() as u64,
             target: self.cfg.target.to_string(),
             processes: 1,
             watchers_requested: self.cfg.watchers,
@@ -357,7 +433,8 @@ pub fn run(cfg: WatchConfig) -> io::Result<Summary> {
     let mut run = Run {
         poll: Poll::new()?,
         watchers: Vec::with_capacity(cfg.watchers as usize),
-        buf: vec![0; 256 * 1024],
+        buf: vec![0; cfg.read.buffer_len()],
+        read_again: Vec::new(),
         parsed: Vec::new(),
         latency: new_histogram(),
         ttff: new_histogram(),
@@ -399,7 +476,13 @@ pub fn run(cfg: WatchConfig) -> io::Result<Summary> {
             run.progress((now - start) as f64 / 1e9, &mut last_bytes, &mut last_t);
             next_progress += 1_000_000_000;
         }
-        let timeout = if started < run.cfg.watchers { 5 } else { 100 };
+        let timeout = if !run.read_again.is_empty() {
+            0
+        } else if started < run.cfg.watchers {
+            5
+        } else {
+            100
+        };
         match run
             .poll
             .poll(&mut events, Some(Duration::from_millis(timeout)))
@@ -408,9 +491,14 @@ pub fn run(cfg: WatchConfig) -> io::Result<Summary> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        // Sockets left with data from the last pass are read after the new events, as a
+        // level-triggered loop would take them in this pass.
+        let again = std::mem::take(&mut run.read_again);
         for ev in events.iter() {
             run.on_event(ev.token().0, ev.is_readable() || ev.is_read_closed());
         }
+        run.read_again.extend(again.iter().copied());
+        run.read_queued();
     }
     Ok(run.summary())
 }
