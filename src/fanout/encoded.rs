@@ -50,6 +50,10 @@ pub struct EncodedFrame {
     rtmp: Bytes,
     flv: OnceLock<Bytes>,
     chunk_size: usize,
+    /// When the publisher's read that completed this frame returned (benchmark builds only,
+    /// see [`super::trace`]).
+    #[cfg(feature = "frame-trace")]
+    pub ingested: Option<std::time::Instant>,
 }
 
 impl EncodedFrame {
@@ -103,6 +107,8 @@ impl EncodedFrame {
             rtmp: Bytes::from_owner(out),
             flv: OnceLock::new(),
             chunk_size,
+            #[cfg(feature = "frame-trace")]
+            ingested: super::trace::clock(),
         }
     }
 
@@ -135,6 +141,8 @@ impl EncodedFrame {
             rtmp: Bytes::new(),
             flv: OnceLock::new(),
             chunk_size: 0,
+            #[cfg(feature = "frame-trace")]
+            ingested: super::trace::clock(),
         }
     }
 

@@ -90,6 +90,7 @@ impl LocalStream {
     /// Appends a frame and wakes the watchers (or holds their wakes, see [`super::wake`]).
     pub fn push(self: &Rc<Self>, frame: Arc<EncodedFrame>) {
         let may_wait = frame.may_wait();
+        super::trace::ring(&frame);
         self.ring.borrow_mut().push(frame);
         self.changed(may_wait);
     }
@@ -101,6 +102,7 @@ impl LocalStream {
             None => self.ring.borrow_mut().discontinuity(),
             Some(StreamMsg::Frame(frame)) => {
                 let may_wait = frame.may_wait();
+                super::trace::ring(&frame);
                 self.ring.borrow_mut().push(frame);
                 return may_wait;
             }

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod publisher;
 pub mod registry;
 pub mod ring;
+pub mod trace;
 pub mod wake;
 
 pub use encoded::{Content, EncodedFrame, Variant};

@@ -351,6 +351,7 @@ impl Ring {
         self.fill_with(cursor, now, max_items, max_bytes, |frame| {
             let b = egress.bytes_of(frame)?;
             batch.push(b.clone());
+            super::trace::prepared(frame, now);
             Some(b.len())
         })
     }

@@ -219,6 +219,7 @@ impl MediaLink {
 
     async fn handle_datagram(&self, from: SocketAddr, datagram: Bytes) {
         let now = Instant::now();
+        super::trace::clock();
         let (transmit, peer, superseded) = {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;

@@ -23,6 +23,7 @@ pub mod rtmp;
 pub mod rtmp_client;
 pub mod runtime;
 pub mod streams;
+pub mod trace;
 pub mod watch;
 
 use std::future::poll_fn;
@@ -464,6 +465,7 @@ fn worker(
         );
     }
     rt.block_on(async move {
+        trace::start(index);
         let mut hub = CoreHub::new(index, registry, ring_limits(&config))
             .with_chunk_size(config.rtmp.chunk_size as usize)
             .with_metrics(shared.node.metrics.core(index))
@@ -559,6 +561,7 @@ async fn drain_inbox(hub: Rc<CoreHub>) {
     };
     loop {
         poll_fn(|cx| inbox.poll_notified(cx)).await;
+        trace::clock();
         hub.drain_inbox();
     }
 }

@@ -60,6 +60,7 @@ impl Reader {
         // Called by path: with `IoBuf` in scope, `input.is_empty()` would resolve to it.
         let spare = runtime::IoBuf::slice(std::mem::take(input), start..);
         let BufResult(result, filled) = reader.read(spare).await;
+        super::trace::clock();
         *input = filled.into_inner();
         let n = result?;
         if n >= self.size && self.size < MAX {

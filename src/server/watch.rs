@@ -144,6 +144,7 @@ pub async fn run(
         // One clock read per pass: the fill's lag check and the write's stall deadline share it.
         let now = Instant::now();
         let fill = watcher.fill(now, &mut batch, MAX_BATCH_ITEMS, MAX_BATCH_BYTES);
+        let traced = super::trace::filled();
         count_drops(watcher);
         match fill {
             Fill::Disconnect => {
@@ -169,6 +170,7 @@ pub async fn run(
         guard.write_started(now);
         let BufResult(result, returned) = socket.write_vectored_all(batch).await;
         guard.write_finished();
+        super::trace::sent(traced);
         batch = returned;
         batch.clear();
         if batch.capacity() > STEADY_BATCH_ITEMS * 4 {
