@@ -29,7 +29,7 @@
 #
 # Usage: scripts/bench-matrix.sh [N ...]          (default: 100 1000 2000 4000 6000 8000)
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
-#        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once
+#        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once SERVER_NICE
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
 #        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
 #        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100)
@@ -47,6 +47,9 @@ MEASURE=${MEASURE:-12}
 SETTLE=${SETTLE:-2}
 MANY_WATCHERS=${MANY_WATCHERS:-25}
 READ_MODE=${READ_MODE:-once}
+# SERVER_NICE=-10 runs every server at that niceness (as a node whose load comes from elsewhere
+# would not share its cores with the watchers); empty by default.
+SERVER_NICE=${SERVER_NICE:+nice -n $SERVER_NICE}
 LG_PROCS=${LG_PROCS:-2}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
@@ -110,7 +113,7 @@ enabled = false
 enabled = false
 ${EXTRA_TOML:-}
 CONF
-      "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
+      $SERVER_NICE "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
     ringcast|ringcast-many|ringcast-fstream|ringcast-rtmps)
       PORT=$PORT_RC
@@ -155,11 +158,11 @@ enabled = false
 $rtmps
 ${EXTRA_TOML:-}
 CONF
-      "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
+      $SERVER_NICE "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
     ceiling)
       PORT=$PORT_KC
-      "$BIN/ringcast-loadgen" kernel-ceiling --listen "127.0.0.1:$PORT" >"$OUT/ceiling.log" 2>&1 &
+      $SERVER_NICE "$BIN/ringcast-loadgen" kernel-ceiling --listen "127.0.0.1:$PORT" >"$OUT/ceiling.log" 2>&1 &
       SPID=$! ;;
     nginx|nginx-many)
       PORT=$PORT_NG
@@ -175,7 +178,7 @@ pid $d/nginx.pid;
 events { worker_connections 20000; }
 rtmp { server { listen 127.0.0.1:$PORT; application live { live on; } } }
 CONF
-      nginx -c "$d/nginx.conf" -p "$d" >"$OUT/nginx.log" 2>&1 &
+      $SERVER_NICE nginx -c "$d/nginx.conf" -p "$d" >"$OUT/nginx.log" 2>&1 &
       SPID=$! ;;
   esac
   PIDS+=("$SPID")

@@ -2,12 +2,14 @@
 # Profiles the relay under load: ringcast (release), one publisher, N RTMP watchers on
 # loopback; `perf record -g` for 10 s, then `strace -c -f` for 10 s, on the relay only.
 # Usage: scripts/bench-profile.sh [N]   (default 2000)   Env: WORKERS=0 OUT=bench-out/profile
+#        STREAMS=1 (more: N watchers spread over STREAMS streams, each with its own publisher)
 # Output: $OUT/perf.txt (top of `perf report`), $OUT/strace.txt, $OUT/watch.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 WORKERS=${WORKERS:-0}
 OUT=${OUT:-bench-out/profile}
+STREAMS=${STREAMS:-1}
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORT=19404
 mkdir -p "$OUT"
@@ -28,10 +30,11 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 "$BIN/ringcast" --config "$OUT/ringcast.toml" --workers "$WORKERS" >"$OUT/ringcast.log" 2>&1 &
 RELAY=$!; PIDS+=("$RELAY")
 sleep 1
-"$BIN/ringcast-loadgen" publish --target "127.0.0.1:$PORT" --duration 45 >"$OUT/publish.log" 2>&1 &
+"$BIN/ringcast-loadgen" publish --target "127.0.0.1:$PORT" --stream-count "$STREAMS" --duration 45 >"$OUT/publish.log" 2>&1 &
 PIDS+=("$!")
 sleep 1
-"$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$N" --duration 40 --warmup 6 \
+"$BIN/ringcast-loadgen" watch --target "127.0.0.1:$PORT" --watchers "$N" --stream-count "$STREAMS" \
+  --duration 40 --warmup 6 \
   --ramp-per-sec 1000 --out "$OUT/watch.json" >/dev/null 2>"$OUT/watch.log" &
 WATCH=$!; PIDS+=("$WATCH")
 sleep 8

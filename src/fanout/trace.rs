@@ -106,6 +106,9 @@ mod enabled {
 
     #[derive(Debug)]
     struct Times {
+        /// Keeps the frame's allocation (not the frame) alive while it is traced, so no other
+        /// frame can be allocated at the address that keys it.
+        _pin: std::sync::Weak<EncodedFrame>,
         ingested: Instant,
         ring: Instant,
         first_prepared: Option<Instant>,
@@ -171,14 +174,13 @@ mod enabled {
             if !c.on {
                 return;
             }
-            // An address reused by a new frame: the old one is gone from every ring.
-            if let Some(old) = c.frames.remove(&key(frame)) {
-                let row = c.row(&old);
-                c.rows.push(row);
+            if c.frames.contains_key(&key(frame)) {
+                return; // Already traced (a second push of the same frame).
             }
             c.frames.insert(
                 key(frame),
                 Times {
+                    _pin: Arc::downgrade(frame),
                     ingested,
                     ring: now.max(ingested),
                     first_prepared: None,
