@@ -3,14 +3,8 @@
 use std::io::IsTerminal as _;
 
 use clap::Parser as _;
-#[cfg(not(feature = "system-alloc"))]
-use mimalloc::MiMalloc;
 use ringcast::cli::{Cli, Command};
 use ringcast::logging::LogSink;
-
-#[cfg(not(feature = "system-alloc"))]
-#[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
