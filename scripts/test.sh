@@ -19,6 +19,11 @@ cargo fmt --all -- --check
 
 echo "test.sh: cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# The benchmark-only frame trace (src/fanout/trace.rs) is built only with its feature: keep it
+# compiling, lint-clean and tested.
+echo "test.sh: the frame-trace feature"
+cargo clippy --lib --quiet --features frame-trace -- -D warnings
+cargo test --lib --quiet --features frame-trace fanout::trace
 
 if cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: cargo nextest run"

@@ -263,3 +263,62 @@ mod enabled {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[cfg(feature = "frame-trace")]
+    #[test]
+    fn a_traced_frame_reports_each_stage_from_the_publishers_read() {
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        use bytes::Bytes;
+
+        use super::*;
+        use crate::fanout::EncodedFrame;
+        use crate::media::{Frame, MediaKind};
+
+        let ms = Duration::from_millis;
+        let read = Instant::now();
+        start(3);
+        set_clock(read);
+        let keyframe = Arc::new(EncodedFrame::media(
+            Frame::new(
+                MediaKind::Video,
+                0,
+                Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]),
+            ),
+            4096,
+        ));
+        let audio = Arc::new(EncodedFrame::media(
+            Frame::new(MediaKind::Audio, 0, Bytes::from_static(&[0xaf, 1, 0x21])),
+            4096,
+        ));
+        set_clock(read + ms(1));
+        ring(&keyframe);
+        ring(&audio);
+        prepared(&keyframe, read + ms(2));
+        prepared(&audio, read + ms(2));
+        done(take_filled(), read + ms(5));
+        prepared(&keyframe, read + ms(3));
+        done(take_filled(), read + ms(7));
+        assert!(take_rows(read + ms(100)).is_empty(), "not final yet");
+        let rows = take_rows(read + ms(1) + Duration::from_secs(3));
+        assert_eq!(
+            rows,
+            [Row {
+                core: 3,
+                ingested_us: rows[0].ingested_us,
+                ring_us: 1000,
+                first_prepared_us: 2000,
+                last_prepared_us: 3000,
+                first_done_us: 5000,
+                last_done_us: 7000,
+                sends: 2,
+            }],
+            "only the video frame is traced"
+        );
+    }
+}
