@@ -473,9 +473,8 @@ impl Connection {
             } else {
                 AudioMode::Aac
             });
-        let task_control = control.clone();
         // Dropping the viewer at the end shuts the socket down, so the reader ends too.
-        runtime::spawn(async move { viewer.play(&*task_control).await }).detach();
+        runtime::spawn(viewer.play(control.clone())).detach();
         self.role = Role::Playing { control };
         None
     }

@@ -117,7 +117,7 @@ pub async fn run(conn: Conn, request: Request) {
     };
     match started {
         Ok(()) => {
-            viewer.play(&*control).await;
+            viewer.play(control).await;
         }
         Err(Refusal::WrongChannelPassword) => {
             warn!(%peer, stream = %shown, "fstream watch refused: wrong channel password");

@@ -186,5 +186,5 @@ pub async fn run(conn: Conn, admitted: Admitted) {
     });
 
     info!(%peer, worker = core.index, stream = %shown, "HTTP-FLV watch started");
-    viewer.play(&*control).await;
+    viewer.play(control).await;
 }

@@ -50,7 +50,9 @@ struct Cursor {
 #[derive(Debug)]
 pub struct Transport {
     tcp: TcpStream,
-    tls: Option<Tls>,
+    /// Boxed: a rustls connection is over a kilobyte, which every plain connection (most
+    /// watchers) would otherwise carry empty.
+    tls: Option<Box<Tls>>,
 }
 
 struct Tls {
@@ -108,13 +110,13 @@ impl Transport {
     fn with_tls(tcp: TcpStream, conn: Connection) -> Self {
         Transport {
             tcp,
-            tls: Some(Tls {
+            tls: Some(Box::new(Tls {
                 state: RefCell::new(TlsState {
                     conn,
                     cipher: BytesMut::new(),
                 }),
                 out: Mutex::new(Vec::new()),
-            }),
+            })),
         }
     }
 
@@ -201,9 +203,20 @@ impl Transport {
     /// Reads once more, appending plaintext to `input`; `Ok(0)` is end of stream. `reader`
     /// sizes the socket reads. Only one task may read a transport.
     pub async fn read_into(&self, reader: &mut Reader, input: &mut BytesMut) -> io::Result<usize> {
-        let Some(tls) = &self.tls else {
-            return reader.read_raw(&self.tcp, input).await;
-        };
+        match &self.tls {
+            None => reader.read_raw(&self.tcp, input).await,
+            // Boxed, as the write below: every connection's task holds this future while it
+            // waits for input, and the TLS path's state would make it larger for all of them.
+            Some(tls) => Box::pin(self.read_tls(tls, reader, input)).await,
+        }
+    }
+
+    async fn read_tls(
+        &self,
+        tls: &Tls,
+        reader: &mut Reader,
+        input: &mut BytesMut,
+    ) -> io::Result<usize> {
         loop {
             let before = input.len();
             let (progress, closed, wants_write) = {
@@ -234,10 +247,18 @@ impl Transport {
     /// Writes `parts` whole: one vectored write on TCP; on TLS one encryption into the
     /// connection's output buffer, then one write.
     pub async fn write_vectored_all(&self, parts: Vec<Bytes>) -> BufResult<(), Vec<Bytes>> {
-        let Some(tls) = &self.tls else {
-            let mut tcp = &self.tcp;
-            return tcp.write_vectored_all(parts).await;
-        };
+        match &self.tls {
+            None => {
+                let mut tcp = &self.tcp;
+                tcp.write_vectored_all(parts).await
+            }
+            // Boxed (one allocation per TLS write, next to the encryption): the TLS path's
+            // state would otherwise enlarge every watcher's task, plain ones included.
+            Some(tls) => Box::pin(self.write_tls(tls, parts)).await,
+        }
+    }
+
+    async fn write_tls(&self, tls: &Tls, parts: Vec<Bytes>) -> BufResult<(), Vec<Bytes>> {
         let mut out_slot = tls.out.lock().await;
         let mut out = std::mem::take(&mut *out_slot);
         let total: usize = parts.iter().map(Bytes::len).sum();

@@ -100,14 +100,16 @@ impl Viewer {
 
     /// Plays the stream until it ends, the watcher falls too far behind, the connection's
     /// `control` stops it or the socket fails; logs how it ended.
-    pub async fn play(mut self, control: &dyn Control) -> WatchEnd {
+    /// It owns `control`, so a connection can spawn this future as it is: wrapped in another
+    /// that held the viewer and the control, the task would carry the viewer twice.
+    pub async fn play(mut self, control: Rc<dyn Control>) -> WatchEnd {
         let started = Instant::now();
         let Release { core, guard, .. } = &self.release;
         let end = watch::run(
             guard.stream(),
             guard,
             &mut self.watcher,
-            control,
+            &*control,
             core.hub.metrics(),
         )
         .await;
