@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench-knobs.sh [N]     (default 2000)
 # Env:   REPS=3 KNOBS="default coalesce-off no-defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
-#        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024; "default" is the server's defaults)
+#        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024, tasks-per-poll-16, tasks-per-poll-256; "default" is the server's defaults)
 #        plus anything bench-matrix.sh takes (WORKERS, RAMP, LG_PROCS, ...)
 # Output: $OUT/<knob>/<rep>/ (each cell's files) and $OUT/summary.md.
 set -euo pipefail
@@ -34,6 +34,8 @@ cell() { # knob rep
     no-defer-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false')") ;;
     coop-taskrun) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false\ncoop_taskrun = true')") ;;
     sqpoll) env+=("EXTRA_TOML=$(printf '[io_uring]\ndefer_taskrun = false\nsqpoll_idle_ms = 10')") ;;
+    tasks-per-poll-16) env+=("EXTRA_TOML=$(printf '[io_uring]\ntasks_per_poll = 16')") ;;
+    tasks-per-poll-256) env+=("EXTRA_TOML=$(printf '[io_uring]\ntasks_per_poll = 256')") ;;
     sq-1024) env+=("EXTRA_TOML=$(printf '[io_uring]\nsq_entries = 1024')") ;;
     *) echo "unknown knob $1" >&2; exit 2 ;;
   esac

@@ -666,6 +666,7 @@ mod tests {
                 "[io_uring]\nsqpoll_idle_ms = 5\ndefer_taskrun = true",
                 "io_uring.sqpoll_idle_ms",
             ),
+            ("[io_uring]\ntasks_per_poll = 0", "io_uring.tasks_per_poll"),
             // defer_taskrun is on by default, so SQPOLL alone must say to turn it off.
             ("[io_uring]\nsqpoll_idle_ms = 5", "io_uring.sqpoll_idle_ms"),
             (

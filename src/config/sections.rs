@@ -64,6 +64,10 @@ section! {
         /// per worker polls the submission queue, so submitting costs no syscall but the thread
         /// spins on a core while busy. Needs coop_taskrun = false and defer_taskrun = false.
         pub sqpoll_idle_ms: u32 = 0,
+        /// Tasks the worker runs between two polls of its ring (1..=65536): each poll submits
+        /// the sends those tasks queued and reaps what completed. Smaller starts the kernel on
+        /// the first watchers' sends sooner, at more `io_uring_enter` calls per frame.
+        pub tasks_per_poll: u32 = 61,
     }
 }
 

@@ -83,6 +83,7 @@ fn build_with(
     proactor.buffer_pool_buffer_len(MEDIA_BUFFER_LEN);
     let mut builder = Runtime::builder();
     builder.with_proactor(proactor);
+    builder.event_interval(uring.tasks_per_poll as usize);
     if let Some(cpu) = cpu {
         builder.thread_affinity(std::iter::once(cpu).collect());
     }
