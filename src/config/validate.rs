@@ -118,7 +118,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
 
     let u = &c.io_uring;
     in_range("io_uring.sq_entries", u.sq_entries.into(), 64, 32_768)?;
-    in_range("io_uring.tasks_per_poll", u.tasks_per_poll.into(), 1, 65_536)?;
+    in_range(
+        "io_uring.tasks_per_poll",
+        u.tasks_per_poll.into(),
+        1,
+        65_536,
+    )?;
     if !u.sq_entries.is_power_of_two() {
         return Err(invalid("io_uring.sq_entries", "must be a power of two"));
     }
