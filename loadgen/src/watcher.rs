@@ -273,9 +273,9 @@ impl Run {
         }
     }
 
-    /// The next pass for watchers whose last read filled the buffer: one read each.
-    fn read_queued(&mut self) {
-        let queued = std::mem::take(&mut self.read_again);
+    /// The next pass for `queued`, the watchers whose last read (in an earlier pass) filled the
+    /// buffer: one read each. Those it fills again are queued for the pass after.
+    fn read_queued(&mut self, queued: Vec<usize>) {
         for idx in queued {
             let Some(w) = self.watchers.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
@@ -491,14 +491,14 @@ pub fn run(cfg: WatchConfig) -> io::Result<Summary> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        // Sockets left with data from the last pass are read after the new events, as a
-        // level-triggered loop would take them in this pass.
+        // Sockets left with data by the last pass are read once after the new events, as a
+        // level-triggered loop would take them in this pass; sockets this pass's reads left
+        // with data wait for the next one.
         let again = std::mem::take(&mut run.read_again);
         for ev in events.iter() {
             run.on_event(ev.token().0, ev.is_readable() || ev.is_read_closed());
         }
-        run.read_again.extend(again.iter().copied());
-        run.read_queued();
+        run.read_queued(again);
     }
     Ok(run.summary())
 }

@@ -150,11 +150,11 @@ impl LocalStream {
     /// (the version times the golden ratio), so every position comes first in turn.
     fn wake_in_turn(&self, wakers: &mut Vec<Waker>) {
         const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-        let len = wakers.len();
-        if len > 1 {
-            let spread = self.version.get().wrapping_mul(GOLDEN) >> 32;
-            let start = usize::try_from(spread % len as u64).unwrap_or(0);
-            wakers.rotate_left(start);
+        let spread = self.version.get().wrapping_mul(GOLDEN) >> 32;
+        let start = usize::try_from(spread % wakers.len().max(1) as u64).unwrap_or(0);
+        // From `start` to the end, then from the front: no element is moved to reorder.
+        for waker in wakers.drain(start..) {
+            waker.wake();
         }
         for waker in wakers.drain(..) {
             waker.wake();

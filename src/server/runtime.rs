@@ -43,24 +43,17 @@ pub struct Built {
 /// When the kernel refuses DEFER_TASKRUN (EINVAL before Linux 6.1), builds it again without
 /// and says so in [`Built::defer_taskrun_refused`].
 pub fn build(cpu: Option<usize>, uring: &IoUringConfig) -> io::Result<Built> {
-    match build_with(cpu, uring, uring.defer_taskrun) {
+    let (runtime, defer_taskrun_refused) = match build_with(cpu, uring, uring.defer_taskrun) {
         Err(e) if uring.defer_taskrun && e.raw_os_error() == Some(libc::EINVAL) => {
-            let runtime = build_with(cpu, uring, false)?;
-            Ok(Built {
-                driver: driver_name(&runtime),
-                runtime,
-                defer_taskrun_refused: true,
-            })
+            (build_with(cpu, uring, false)?, true)
         }
-        result => {
-            let runtime = result?;
-            Ok(Built {
-                driver: driver_name(&runtime),
-                runtime,
-                defer_taskrun_refused: false,
-            })
-        }
-    }
+        result => (result?, false),
+    };
+    Ok(Built {
+        driver: driver_name(&runtime),
+        runtime,
+        defer_taskrun_refused,
+    })
 }
 
 fn build_with(
