@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Relay settings compared at one watcher count: each setting is one ringcast cell of
-# scripts/bench-matrix.sh (RTMP watchers), run in interleaved repetitions (A B C … A B C …) so
+# Relay settings compared at one load: each setting is one ringcast cell of
+# scripts/bench-matrix.sh (RTMP watchers of one stream, or with SCENARIO=many N streams of
+# MANY_WATCHERS watchers each), run in interleaved repetitions (A B C … A B C …) so
 # drift on a shared machine hits every setting alike; the summary gives each metric's median
 # over the repetitions, and the spread (min–max) of CPU per Gbit/s.
 #
-# Usage: scripts/bench-knobs.sh [N]     (default 2000)
-# Env:   REPS=3 KNOBS="default coalesce-off no-defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
+# Usage: scripts/bench-knobs.sh [N]     (default 2000; with SCENARIO=many, the number of streams)
+# Env:   SCENARIO=rtmp (or many) REPS=3 KNOBS="default coalesce-off no-defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
 #        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024, tasks-per-poll-16, tasks-per-poll-256; "default" is the server's defaults)
 #        plus anything bench-matrix.sh takes (WORKERS, RAMP, LG_PROCS, ...)
 # Output: $OUT/<knob>/<rep>/ (each cell's files) and $OUT/summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
+SCENARIO=${SCENARIO:-rtmp}
+case $SCENARIO in
+  rtmp) SERIES=ringcast LOAD="$N RTMP watchers" ;;
+  many) SERIES=ringcast-many LOAD="$N streams × ${MANY_WATCHERS:-25} watchers" ;;
+  *) echo "SCENARIO must be rtmp or many" >&2; exit 2 ;;
+esac
 REPS=${REPS:-3}
 KNOBS=${KNOBS:-"default coalesce-off no-defer-taskrun coop-taskrun sqpoll"}
 OUT=${OUT:-bench-out/knobs}
@@ -24,7 +31,7 @@ fi
 
 cell() { # knob rep
   local out="$OUT/$1/$2"
-  local -a env=(SKIP_BUILD=1 SERVERS=ringcast SCENARIOS=rtmp OUT="$out")
+  local -a env=(SKIP_BUILD=1 SERVERS=ringcast SCENARIOS="$SCENARIO" OUT="$out")
   case $1 in
     default) ;;
     coalesce-off) env+=(COALESCE_US=0) ;;
@@ -50,10 +57,10 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 
-python3 - "$OUT" "$N" $KNOBS <<'PY' | tee "$OUT/summary.md"
+python3 - "$OUT" "$N" "$SERIES" "$LOAD" $KNOBS <<'PY' | tee "$OUT/summary.md"
 import json, os, statistics, sys
-out, n, knobs = sys.argv[1], sys.argv[2], sys.argv[3:]
-print(f"| setting ({n} RTMP watchers) | runs | relay CPU per Gbit/s, median (min–max) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped |")
+out, n, series, load, knobs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+print(f"| setting ({load}) | runs | relay CPU per Gbit/s, median (min–max) | latency p50 / p99 / p999 (ms) | TTFF p99 (ms) | stalls | lost / skipped |")
 print("|---|---|---|---|---|---|---|")
 for knob in knobs:
     rows = []
@@ -62,7 +69,7 @@ for knob in knobs:
         d = os.path.join(root, rep)
         try:
             cpu = float(open(os.path.join(d, "rows.tsv")).read().split("\t")[2])
-            j = json.load(open(os.path.join(d, f"ringcast-{n}.json")))
+            j = json.load(open(os.path.join(d, f"{series}-{n}.json")))
         except (OSError, ValueError, IndexError):
             continue
         g = j["delivered_gbps"]

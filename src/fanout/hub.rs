@@ -45,6 +45,8 @@ pub struct LocalStream {
     /// Wakers held back by frames that may wait (see [`super::wake`]), until a frame that may
     /// not or the end of the core's window.
     held: RefCell<Vec<Waker>>,
+    /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when `held` fills anew.
+    hold_id: Cell<u64>,
     /// The core's coalescing window, when `fanout.write_coalesce_us` is on.
     deferred: Option<Rc<DeferredWakes>>,
     watchers: Cell<usize>,
@@ -69,6 +71,7 @@ impl LocalStream {
             waiters: RefCell::new(Vec::new()),
             waking: RefCell::new(Vec::new()),
             held: RefCell::new(Vec::new()),
+            hold_id: Cell::new(0),
             deferred,
             watchers: Cell::new(0),
         }
@@ -122,7 +125,8 @@ impl LocalStream {
             if !waiters.is_empty() {
                 let mut held = self.held.borrow_mut();
                 if held.is_empty() {
-                    deferred.hold(self.clone());
+                    self.hold_id.set(self.hold_id.get().wrapping_add(1));
+                    deferred.hold(self.clone(), self.hold_id.get());
                 }
                 held.append(&mut waiters);
             }
@@ -134,8 +138,12 @@ impl LocalStream {
         self.wake_in_turn(&mut waking);
     }
 
-    /// Wakes the watchers held back; returns how many. Called when the core's window ends.
-    pub(super) fn release_held(&self) -> usize {
+    /// Wakes the watchers held back by hold `id`; returns how many. Called when the hold is
+    /// old enough; a hold that is no longer the stream's current one was released already.
+    pub(super) fn release_held(&self, id: u64) -> usize {
+        if id != self.hold_id.get() {
+            return 0;
+        }
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.held.borrow_mut());
         let woken = waking.len();
@@ -676,7 +684,16 @@ mod tests {
             },
         ));
         let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()).deferring_wakes());
-        let mut publisher = Publisher::start(&hub, name, Instant::now()).unwrap();
+        let (publisher, watcher, counter, waker) = parked_watcher(&hub, name);
+        (hub, publisher, watcher, counter, waker)
+    }
+
+    /// A live stream `name` on `hub` and one watcher of it parked on a counting waker.
+    fn parked_watcher(
+        hub: &Rc<CoreHub>,
+        name: &str,
+    ) -> (Publisher, Watcher, Arc<CountingWaker>, Waker) {
+        let mut publisher = Publisher::start(hub, name, Instant::now()).unwrap();
         publisher.push(keyframe(0)).unwrap();
         let mut watcher = hub.watch(name, Egress::Rtmp);
         let counter = Arc::new(CountingWaker::default());
@@ -684,7 +701,66 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let _ = watcher.poll_changed(&mut cx);
         assert!(watcher.poll_changed(&mut cx).is_pending());
-        (hub, publisher, watcher, counter, waker)
+        (publisher, watcher, counter, waker)
+    }
+
+    fn wakes(counter: &CountingWaker) -> usize {
+        counter.0.load(Ordering::Relaxed)
+    }
+
+    /// Consumes a wake and parks the watcher again.
+    fn repark(watcher: &mut Watcher, waker: &Waker) {
+        let mut cx = Context::from_waker(waker);
+        assert!(watcher.poll_changed(&mut cx).is_ready());
+        assert!(watcher.poll_changed(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn held_audio_is_released_by_the_second_tick_after_its_hold() {
+        let (hub, mut publisher, _watcher, counter, _waker) = coalescing_watcher("live/tick");
+        let deferred = hub.deferred_wakes().unwrap().clone();
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(deferred.tick(), 0, "held for less than half a window");
+        assert_eq!(wakes(&counter), 0);
+        assert_eq!(deferred.tick(), 1, "held for at least half a window");
+        assert_eq!(wakes(&counter), 1);
+        assert_eq!(deferred.tick(), 0, "nothing left held");
+    }
+
+    #[test]
+    fn another_streams_window_does_not_release_a_hold_early() {
+        let (hub, mut first, _w1, first_wakes, _k1) = coalescing_watcher("live/a");
+        let (mut second, _w2, second_wakes, _k2) = parked_watcher(&hub, "live/b");
+        let deferred = hub.deferred_wakes().unwrap().clone();
+        first.push(audio(10)).unwrap();
+        assert_eq!(deferred.tick(), 0);
+        // The second stream's audio arrives just before the first stream's hold is due.
+        second.push(audio(10)).unwrap();
+        assert_eq!(deferred.tick(), 1, "only the older hold is due");
+        assert_eq!((wakes(&first_wakes), wakes(&second_wakes)), (1, 0));
+        assert_eq!(deferred.tick(), 1);
+        assert_eq!((wakes(&first_wakes), wakes(&second_wakes)), (1, 1));
+    }
+
+    #[test]
+    fn a_hold_ended_by_video_does_not_release_the_next_hold_early() {
+        let (hub, mut publisher, mut watcher, counter, waker) = coalescing_watcher("live/stale");
+        let deferred = hub.deferred_wakes().unwrap().clone();
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(deferred.tick(), 0);
+        publisher.push(inter(33)).unwrap();
+        assert_eq!(
+            wakes(&counter),
+            1,
+            "the video woke the watcher, audio included"
+        );
+        repark(&mut watcher, &waker);
+        // A new hold; the old one's entry is due at the next tick but no longer current.
+        publisher.push(audio(31)).unwrap();
+        assert_eq!(deferred.tick(), 0, "the stale entry releases nothing");
+        assert_eq!(wakes(&counter), 1);
+        assert_eq!(deferred.tick(), 1, "the new hold waits its own half window");
+        assert_eq!(wakes(&counter), 2);
     }
 
     fn audio(ts: u32) -> Frame {

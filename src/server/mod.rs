@@ -566,13 +566,14 @@ async fn drain_inbox(hub: Rc<CoreHub>) {
     }
 }
 
-/// Runs this core's coalescing window: from the first deferred wake, waits `window`, then
-/// wakes every watcher held back meanwhile.
+/// Runs this core's coalescing window: while any wake is held, ticks every half `window`, so
+/// each held wake waits between half the window and the window.
 async fn flush_deferred_wakes(deferred: Rc<DeferredWakes>, window: Duration) {
+    let step = window / 2;
     loop {
         poll_fn(|cx| deferred.poll_pending(cx)).await;
-        runtime::sleep(window).await;
-        deferred.wake_all();
+        runtime::sleep(step).await;
+        deferred.tick();
     }
 }
 
