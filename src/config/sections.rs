@@ -187,9 +187,10 @@ section! {
         /// Write coalescing: how long audio, metadata and sequence headers may wait for the next
         /// video frame before their watchers are woken anyway, so both leave in one write, in
         /// microseconds (0 = every frame is written at once; at most 100 000). A held frame
-        /// waits between half this and this; the default spans a video frame interval down to
-        /// 25 fps. Video is never delayed; one timer per core, nothing per watcher.
-        pub write_coalesce_us: u64 = 40_000,
+        /// waits between half this and this: with the default (30 to 60 ms) audio nearly always
+        /// rides with the next video frame at 25 fps or more. Video is never delayed; one timer
+        /// per core, nothing per watcher.
+        pub write_coalesce_us: u64 = 60_000,
     }
 }
 

@@ -43,7 +43,7 @@ pub struct LocalStream {
     /// Spare vector swapped with `waiters` while waking, so waking never allocates.
     waking: RefCell<Vec<Waker>>,
     /// Wakers held back by frames that may wait (see [`super::wake`]), until a frame that may
-    /// not or the end of the core's window.
+    /// not or until the hold is old enough.
     held: RefCell<Vec<Waker>>,
     /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when `held` fills anew.
     hold_id: Cell<u64>,
