@@ -32,7 +32,9 @@
 #        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once SERVER_NICE
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
 #        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
-#        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100)
+#        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100; every N
+#        is used by every scenario, so run `many` apart from the others: N = 2000 would mean
+#        2000 streams × MANY_WATCHERS)
 #        FSTREAM_INGEST=fstream (or rtmp: the ringcast-fstream series publishes live/bench over
 #        RTMP and its watchers send watch,stream=live/bench)
 #        CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release)
