@@ -81,11 +81,6 @@ impl DeferredWakes {
         woken
     }
 
-    /// Wakes every watcher still held, whatever its age; returns how many were woken.
-    pub fn wake_all(&self) -> usize {
-        self.release(&self.aging) + self.release(&self.fresh)
-    }
-
     fn release(&self, holds: &RefCell<Vec<Hold>>) -> usize {
         let mut releasing = self.releasing.borrow_mut();
         std::mem::swap(&mut *releasing, &mut *holds.borrow_mut());
