@@ -144,7 +144,7 @@ impl Publisher {
     /// Feeds an Opus frame to the stream's AAC rendition, starting it when the first watcher
     /// that wants AAC appeared and stopping it when the last one left.
     fn render_aac(&mut self, frame: &EncodedFrame) {
-        let payload = &frame.payload;
+        let payload = frame.payload();
         let packet_type = payload.first().map(|b| b & 0x0f);
         if packet_type == Some(0) {
             self.audio.opus_head = Some(payload.slice(5..));

@@ -25,7 +25,7 @@ use crate::media::{FrameRole, MediaKind};
 pub struct RingLimits {
     /// Most frames kept in one ring.
     pub max_frames: usize,
-    /// Most bytes (payload + serialised forms) kept in one ring.
+    /// Most bytes kept in one ring: each frame's RTMP form, or its bytes if opaque.
     pub max_bytes: usize,
     /// A watcher further behind the head than this (in media time) skips to the newest keyframe.
     pub max_lag: Duration,
@@ -184,7 +184,7 @@ impl Egress {
         match (self, frame.content) {
             (Egress::Rtmp, Content::Media(_)) => Some(frame.rtmp()),
             (Egress::Flv, Content::Media(_)) => Some(frame.flv()),
-            (Egress::Raw, Content::Opaque) => Some(&frame.payload),
+            (Egress::Raw, Content::Opaque) => Some(frame.opaque_bytes()),
             _ => None,
         }
     }

@@ -5,7 +5,8 @@
 //! no runtime, no clock. Spec: Adobe "Video File Format Specification v10.1", Annex E
 //! (`// FLV v10.1 §E.x` next to each parser).
 //!
-//! - [`mux`]: [`file_header`], [`tag_header`], [`write_tag`], [`TagParts`] (hot path, once per frame).
+//! - [`mux`]: [`file_header`], [`tag_header`], [`write_tag`], [`write_tag_from_pieces`],
+//!   [`TagParts`] (hot path, once per frame).
 //! - [`demux`]: [`FlvDemuxer`], which turns a byte stream into frames sharing the input buffer.
 //! - [`mod@sniff`]: [`sniff()`], FLV vs H.264 Annex-B vs opaque for an fstream broadcast.
 
@@ -14,7 +15,7 @@ pub mod mux;
 pub mod sniff;
 
 pub use demux::{FlvDemuxer, FlvHeader, Limits};
-pub use mux::{TagParts, file_header, tag_header, tag_len, write_tag};
+pub use mux::{TagParts, file_header, tag_header, tag_len, write_tag, write_tag_from_pieces};
 pub use sniff::{SNIFF_LEN, Sniffed, sniff};
 
 /// The FLV signature plus version 1: `FLV\x01`. // FLV v10.1 §E.2

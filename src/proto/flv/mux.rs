@@ -11,7 +11,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{FlvError, MAX_DATA_SIZE, PREVIOUS_TAG_SIZE_LEN, SIGNATURE, TAG_HEADER_LEN};
-use crate::media::Frame;
+use crate::media::{Frame, MediaKind};
 
 /// The 9-byte FLV header followed by PreviousTagSize0 (always 0). // FLV v10.1 §E.2, §E.3
 pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
@@ -26,8 +26,7 @@ pub fn tag_len(frame: &Frame) -> usize {
     TAG_HEADER_LEN + frame.payload.len() + PREVIOUS_TAG_SIZE_LEN
 }
 
-fn data_size(frame: &Frame) -> Result<u32, FlvError> {
-    let len = frame.payload.len();
+fn data_size(len: usize) -> Result<u32, FlvError> {
     if len > MAX_DATA_SIZE {
         return Err(FlvError::PayloadTooLarge {
             len,
@@ -47,19 +46,50 @@ fn data_size(frame: &Frame) -> Result<u32, FlvError> {
 /// (upper 8 bits), StreamID (always 0). Fails only when the payload exceeds 16 MiB − 1, which no
 /// ingest produces (RTMP message lengths are 24-bit too).
 pub fn tag_header(frame: &Frame) -> Result<[u8; 11], FlvError> {
-    let [_, s2, s1, s0] = data_size(frame)?.to_be_bytes();
-    let [t3, t2, t1, t0] = frame.timestamp.to_be_bytes();
-    Ok([frame.kind.type_id(), s2, s1, s0, t2, t1, t0, t3, 0, 0, 0])
+    header_for(frame.kind, frame.timestamp, frame.payload.len())
+}
+
+fn header_for(kind: MediaKind, timestamp: u32, payload_len: usize) -> Result<[u8; 11], FlvError> {
+    let [_, s2, s1, s0] = data_size(payload_len)?.to_be_bytes();
+    let [t3, t2, t1, t0] = timestamp.to_be_bytes();
+    Ok([kind.type_id(), s2, s1, s0, t2, t1, t0, t3, 0, 0, 0])
 }
 
 /// Appends the whole tag for `frame` to `out`: header, payload, PreviousTagSize (11 + DataSize).
 /// On error nothing is written.
 pub fn write_tag(out: &mut BytesMut, frame: &Frame) -> Result<(), FlvError> {
-    let header = tag_header(frame)?;
-    out.reserve(tag_len(frame));
+    write_tag_from_pieces(
+        out,
+        frame.kind,
+        frame.timestamp,
+        frame.payload.len(),
+        [&frame.payload[..]],
+    )
+}
+
+/// Like [`write_tag`] for a payload held in pieces (a frame kept only in its RTMP chunked form):
+/// the pieces are copied in order, once. `payload_len` is their total length (the caller's
+/// invariant; the tag would be malformed otherwise, which debug builds assert).
+pub fn write_tag_from_pieces<'a>(
+    out: &mut BytesMut,
+    kind: MediaKind,
+    timestamp: u32,
+    payload_len: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), FlvError> {
+    let header = header_for(kind, timestamp, payload_len)?;
+    out.reserve(TAG_HEADER_LEN + payload_len + PREVIOUS_TAG_SIZE_LEN);
+    let start = out.len();
     out.put_slice(&header);
-    out.put_slice(&frame.payload);
-    out.put_u32(previous_tag_size(frame.payload.len()));
+    for piece in pieces {
+        out.put_slice(piece);
+    }
+    debug_assert_eq!(
+        out.len() - start,
+        TAG_HEADER_LEN + payload_len,
+        "pieces' length"
+    );
+    out.put_u32(previous_tag_size(payload_len));
     Ok(())
 }
 
@@ -101,7 +131,6 @@ impl TagParts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::MediaKind;
 
     #[test]
     fn file_header_layout() {
@@ -144,6 +173,24 @@ mod tests {
             joined.extend_from_slice(&p.previous_tag_size);
             joined == out[..] && p.len() == out.len()
         }));
+    }
+
+    #[test]
+    fn a_tag_from_pieces_equals_the_tag_of_their_concatenation() {
+        let frame = Frame::new(
+            MediaKind::Video,
+            0x0102_0304,
+            Bytes::from_static(b"abcdefg"),
+        );
+        let mut whole = BytesMut::new();
+        assert_eq!(write_tag(&mut whole, &frame), Ok(()));
+        let mut pieced = BytesMut::new();
+        let pieces: [&[u8]; 3] = [b"abc", b"", b"defg"];
+        assert_eq!(
+            write_tag_from_pieces(&mut pieced, MediaKind::Video, 0x0102_0304, 7, pieces),
+            Ok(())
+        );
+        assert_eq!(pieced, whole);
     }
 
     #[test]

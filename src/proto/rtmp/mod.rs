@@ -12,7 +12,9 @@ pub mod handshake;
 pub mod message;
 pub mod session;
 
-pub use chunk::{ChunkDecoder, ChunkError, ChunkLimits, Message, encode_message, encoded_len};
+pub use chunk::{
+    ChunkDecoder, ChunkError, ChunkLimits, Message, encode_message, encoded_len, payload_ranges,
+};
 pub use handshake::{ClientHandshake, HandshakeError, HandshakeKind, ServerHandshake};
 pub use session::{
     ClientConfig, ClientEvent, ClientSession, Limits, ServerEvent, ServerSession, SessionConfig,

@@ -257,7 +257,7 @@ async fn publish(task: &PushTask, guard: &Rc<ConnGuard>) -> End {
     let watcher = core.hub.watch(&task.stream, Egress::Rtmp);
     let enhanced = watcher
         .video_header()
-        .is_some_and(|h| video_is_enhanced(&h.payload));
+        .is_some_and(|h| video_is_enhanced(h.payload_head()));
     drop(watcher);
     let mut random = [0u8; 1528];
     rand::fill(&mut random[..]);
@@ -404,7 +404,7 @@ impl Sender<'_> {
                 AudioMode::Auto | AudioMode::Aac => {
                     // The cursor asked for the AAC rendition; Opus arriving all the same means
                     // there is none (a build without the `aac` feature): withhold it.
-                    if audio_is_opus(&frame.payload) {
+                    if audio_is_opus(frame.payload_head()) {
                         self.opus_withheld = true;
                         return None;
                     }
@@ -428,7 +428,7 @@ impl Sender<'_> {
             kind,
             timestamp,
             role: frame.role,
-            payload: frame.payload.clone(),
+            payload: frame.payload(),
         };
         session.send_frame(&frame).ok()?;
         let mut n = 0;

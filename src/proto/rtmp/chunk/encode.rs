@@ -2,7 +2,10 @@
 //!
 //! This is the fan-out hot path: a frame is chunked once and the bytes shared with every
 //! watcher, so the encoder reserves exactly once and writes headers and payload slices straight
-//! into the caller's buffer.
+//! into the caller's buffer. [`payload_ranges`] is its inverse: where the payload lies in what
+//! it wrote, so a frame need not be kept a second time as its bare payload.
+
+use std::ops::Range;
 
 use bytes::{BufMut, BytesMut};
 
@@ -30,6 +33,29 @@ pub fn encoded_len(csid: u32, timestamp: u32, payload_len: usize, chunk_size: us
     let chunks = chunk_count(payload_len, chunk_size);
     // fmt 0: basic + 11 + ext; each continuation: basic + ext.
     payload_len + basic + 11 + ext + (chunks - 1) * (basic + ext)
+}
+
+/// The byte ranges of a message [`encode_message`] wrote with these arguments that hold its
+/// payload, in order: one per chunk (one empty range for an empty payload). Concatenated they
+/// are the payload; the first alone is all of it when the payload fits in one chunk.
+pub fn payload_ranges(
+    csid: u32,
+    timestamp: u32,
+    payload_len: usize,
+    chunk_size: usize,
+) -> impl Iterator<Item = Range<usize>> {
+    let csid = csid.clamp(MIN_CSID, MAX_CSID);
+    let chunk_size = chunk_size.max(1);
+    let basic = basic_header_len(csid);
+    let ext = if timestamp >= EXTENDED { 4 } else { 0 };
+    let first_header = basic + 11 + ext;
+    // Chunk i's data starts after the fmt-0 header, i full chunks and i continuation headers.
+    let stride = chunk_size + basic + ext;
+    (0..chunk_count(payload_len, chunk_size)).map(move |i| {
+        let start = first_header + i * stride;
+        let len = payload_len.saturating_sub(i * chunk_size).min(chunk_size);
+        start..start + len
+    })
 }
 
 fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
@@ -110,6 +136,35 @@ mod tests {
                     let payload = vec![7u8; len];
                     encode_message(&mut out, csid, ts, 9, 1, &payload, 128);
                     assert_eq!(out.len(), encoded_len(csid, ts, len, 128));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn payload_ranges_recover_the_payload_for_all_header_forms() {
+        for csid in [2, 6, 63, 64, 319, 320, 65599] {
+            for ts in [0, 0xff_fffe, 0xff_ffff, u32::MAX] {
+                for len in [0, 1, 127, 128, 129, 256, 1000] {
+                    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                    let mut out = BytesMut::new();
+                    encode_message(&mut out, csid, ts, 9, 1, &payload, 128);
+                    let ranges: Vec<_> = payload_ranges(csid, ts, len, 128).collect();
+                    assert_eq!(
+                        ranges.len(),
+                        len.div_ceil(128).max(1),
+                        "one range per chunk"
+                    );
+                    let joined: Vec<u8> = ranges
+                        .iter()
+                        .flat_map(|r| out[r.clone()].to_vec())
+                        .collect();
+                    assert_eq!(joined, payload, "csid {csid} ts {ts:#x} len {len}");
+                    assert_eq!(
+                        ranges.last().map(|r| r.end),
+                        Some(out.len()),
+                        "ends the message"
+                    );
                 }
             }
         }

@@ -10,7 +10,7 @@ mod decode;
 mod encode;
 
 pub use decode::ChunkDecoder;
-pub use encode::{encode_message, encoded_len};
+pub use encode::{encode_message, encoded_len, payload_ranges};
 
 use bytes::Bytes;
 use thiserror::Error;
