@@ -1,7 +1,8 @@
 //! FLV serialisation for egress (HTTP-FLV, fstream watch): the file header and one tag per frame.
 //!
-//! **Which form the fan-out should use:** [`write_tag`], once per frame, into a fresh `BytesMut`
-//! that is then frozen and shared by every watcher. It copies the payload once per frame (a 50 KB
+//! **Which form the fan-out should use:** [`write_tag`] (or [`write_tag_from_pieces`], for a frame
+//! held as the pieces of its RTMP form), once per frame, into a fresh `BytesMut` that is then
+//! frozen and shared by every watcher. It copies the payload once per frame (a 50 KB
 //! keyframe is a few microseconds of `memcpy`), and in exchange every watcher queues one
 //! contiguous `Bytes` per frame: one iovec and one refcount per watcher per frame. [`TagParts`]
 //! avoids that one copy but costs three iovecs/refcounts per watcher per frame, which loses as
