@@ -165,7 +165,8 @@ section! {
         /// Capacity of each per-core stream ring, in frames.
         pub ring_frames: u32 = 4096,
         /// A watcher further behind than this (or overrun by the ring) skips to the next
-        /// keyframe, in milliseconds.
+        /// keyframe, in milliseconds. Frames from before the newest keyframe that are further
+        /// behind than this are not kept.
         pub watcher_max_lag_ms: u64 = 1_500,
         /// A watcher that stays behind for this long is disconnected, in milliseconds. A
         /// disconnected slow watcher's socket is aborted (TCP RST), so what was queued for it

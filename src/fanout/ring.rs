@@ -260,8 +260,12 @@ impl Ring {
             }
             _ => {}
         }
+        let newest_ts = (frame.role != FrameRole::Metadata).then_some(frame.timestamp);
         self.bytes += frame.cost();
         self.entries.push_back(frame);
+        if let Some(newest_ts) = newest_ts {
+            self.evict_past_lag(newest_ts);
+        }
         while self.entries.len() > self.limits.max_frames
             || (self.bytes > self.limits.max_bytes && self.entries.len() > 1)
         {
@@ -287,6 +291,29 @@ impl Ring {
             while self.front_seq < keep_from {
                 self.pop_front();
             }
+        }
+    }
+
+    /// Drops frames from before the newest keyframe that are further behind the newest frame
+    /// (`newest_ts`) than `max_lag`. A watcher still at one of them is past the lag policy's
+    /// limit with a newer keyframe to go to, so [`Ring::fill`] would move it there anyway;
+    /// keeping them only cost memory (the previous GOP's oldest part, about a third of what
+    /// a ring held). Metadata is stamped 0 and never counts as the newest frame.
+    fn evict_past_lag(&mut self, newest_ts: u32) {
+        let Some(keyframe) = self.last_keyframe else {
+            return;
+        };
+        let max_lag_ms = u64::try_from(self.limits.max_lag.as_millis()).unwrap_or(u64::MAX);
+        while self.front_seq < keyframe {
+            let Some(front) = self.entries.front() else {
+                break;
+            };
+            // RTMP timestamps wrap at 2^32 ms: the signed difference is the distance.
+            let behind_ms = i64::from(newest_ts.wrapping_sub(front.timestamp) as i32);
+            if behind_ms <= 0 || behind_ms.unsigned_abs() <= max_lag_ms {
+                break;
+            }
+            self.pop_front();
         }
     }
 

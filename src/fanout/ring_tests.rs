@@ -421,3 +421,58 @@ fn cached_metadata_is_replayed_at_time_zero_where_demuxers_read_it() {
     assert_eq!(batch[0], meta.restamped(0).rtmp());
     assert_eq!(batch[1], header().restamped(5000).rtmp());
 }
+
+/// Pushes video every 40 ms from `from` to `to` (exclusive), a keyframe every 2 s.
+fn push_video(ring: &mut Ring, from: u32, to: u32) {
+    for ts in (from..to).step_by(40) {
+        ring.push(if ts % 2000 == 0 { key(ts) } else { inter(ts) });
+    }
+}
+
+#[test]
+fn frames_before_the_newest_keyframe_past_the_lag_limit_are_not_kept() {
+    let mut ring = Ring::new(limits());
+    push_video(&mut ring, 0, 4400);
+    // Keyframes at 0, 2000, 4000; the newest frame is at 4360 and the lag limit is 1 s: of
+    // the GOP before the newest keyframe only what is within 1 s of 4360 stays (from 3360).
+    let oldest = ring.entries.front().map(|f| f.timestamp);
+    assert_eq!(oldest, Some(3360));
+    assert_eq!(ring.len(), (4400 - 3360) / 40);
+    let cost: usize = ring.entries.iter().map(|f| f.cost()).sum();
+    assert_eq!(ring.bytes(), cost, "the byte count follows the evictions");
+    // The newest keyframe and everything after it always stay, however old.
+    push_video(&mut ring, 4400, 5800);
+    assert_eq!(ring.entries.front().map(|f| f.timestamp), Some(4000));
+}
+
+#[test]
+fn a_watcher_within_the_lag_limit_loses_nothing_across_a_keyframe() {
+    let mut ring = Ring::new(limits());
+    push_video(&mut ring, 0, 1800);
+    let mut cursor = ring.join();
+    let (_, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(batch.len(), 1800 / 40);
+    // It stops reading 900 ms before a keyframe and is 900 ms behind when it resumes.
+    push_video(&mut ring, 1800, 2720);
+    let (fill, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(fill, Fill::Ready);
+    assert_eq!(batch.len(), (2720 - 1800) / 40, "every frame, in order");
+    assert_eq!(batch[0], inter(1800).rtmp());
+    assert_eq!(cursor.dropped_frames, 0);
+}
+
+#[test]
+fn a_watcher_past_the_lag_limit_whose_frames_were_dropped_resumes_at_the_newest_keyframe() {
+    let mut ring = Ring::new(limits());
+    push_video(&mut ring, 0, 400);
+    let mut cursor = ring.join();
+    let _ = drain(&ring, &mut cursor, Instant::now());
+    // It reads nothing for 2 s: its next frame (400) is gone by the keyframe at 2000 + 1 s.
+    push_video(&mut ring, 400, 3080);
+    assert!(ring.entries.front().is_some_and(|f| f.timestamp > 400));
+    let (fill, batch) = drain(&ring, &mut cursor, Instant::now());
+    assert_eq!(fill, Fill::Ready);
+    assert_eq!(batch[0], key(2000).rtmp(), "resumes at the newest keyframe");
+    assert_eq!(batch.len(), (3080 - 2000) / 40);
+    assert_eq!(cursor.dropped_frames, (2000 - 400) / 40);
+}
