@@ -297,7 +297,7 @@ impl Ring {
     /// Drops frames from before the newest keyframe that are further behind the newest frame
     /// (`newest_ts`) than `max_lag`. A watcher still at one of them is past the lag policy's
     /// limit with a newer keyframe to go to, so [`Ring::fill`] would move it there anyway;
-    /// keeping them only cost memory (the previous GOP's oldest part, about a third of what
+    /// keeping them only cost memory (with 2 s GOPs and the default 1.5 s, about half of what
     /// a ring held). Metadata is stamped 0 and never counts as the newest frame.
     fn evict_past_lag(&mut self, newest_ts: u32) {
         let Some(keyframe) = self.last_keyframe else {
