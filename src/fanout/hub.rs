@@ -45,8 +45,11 @@ pub struct LocalStream {
     /// Wakers held back by frames that may wait (see [`super::wake`]), until a frame that may
     /// not or until the hold is old enough.
     held: RefCell<Vec<Waker>>,
-    /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when `held` fills anew.
+    /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when a hold begins.
     hold_id: Cell<u64>,
+    /// A hold is on: frames that may wait arrived since the last wake, and the ring keeps them
+    /// from fills until it ends.
+    holding: Cell<bool>,
     /// The core's coalescing window, when `fanout.write_coalesce_us` is on.
     deferred: Option<Rc<DeferredWakes>>,
     watchers: Cell<usize>,
@@ -72,6 +75,7 @@ impl LocalStream {
             waking: RefCell::new(Vec::new()),
             held: RefCell::new(Vec::new()),
             hold_id: Cell::new(0),
+            holding: Cell::new(false),
             deferred,
             watchers: Cell::new(0),
         }
@@ -92,10 +96,24 @@ impl LocalStream {
 
     /// Appends a frame and wakes the watchers (or holds their wakes, see [`super::wake`]).
     pub fn push(self: &Rc<Self>, frame: Arc<EncodedFrame>) {
+        let may_wait = self.append(frame);
+        self.changed(may_wait);
+    }
+
+    /// Appends a frame to the ring; returns whether it may wait. With coalescing on and
+    /// watchers here, a frame that may wait is held back from fills (it joins the current hold
+    /// or starts one) and one that may not ends the hold: it carries the held ones with it.
+    fn append(&self, frame: Arc<EncodedFrame>) -> bool {
         let may_wait = frame.may_wait();
         super::trace::ring(&frame);
-        self.ring.borrow_mut().push(frame);
-        self.changed(may_wait);
+        let mut ring = self.ring.borrow_mut();
+        ring.push(frame);
+        if !may_wait {
+            ring.end_hold();
+        } else if self.deferred.is_some() && self.watchers.get() > 0 {
+            ring.hold_newest();
+        }
+        may_wait
     }
 
     /// Applies one message from another core; returns whether it may wait for the next one
@@ -103,12 +121,7 @@ impl LocalStream {
     fn apply(&self, msg: Option<StreamMsg>) -> bool {
         match msg {
             None => self.ring.borrow_mut().discontinuity(),
-            Some(StreamMsg::Frame(frame)) => {
-                let may_wait = frame.may_wait();
-                super::trace::ring(&frame);
-                self.ring.borrow_mut().push(frame);
-                return may_wait;
-            }
+            Some(StreamMsg::Frame(frame)) => return self.append(frame),
             Some(StreamMsg::PublisherJoined) => self.state.set(StreamState::Live),
             Some(StreamMsg::PublisherLeft) => self.state.set(StreamState::Waiting),
             Some(StreamMsg::Ended) => self.state.set(StreamState::Ended),
@@ -117,35 +130,47 @@ impl LocalStream {
     }
 
     /// Bumps the version and wakes every waiting watcher once, with what was held before; with
-    /// coalescing on, a change that `may_wait` holds the wakes instead.
+    /// coalescing on, a change that `may_wait` holds the wakes instead (starting the stream's
+    /// hold, timed by the core's [`DeferredWakes`], if none is on). Any other change ends the
+    /// hold.
     fn changed(self: &Rc<Self>, may_wait: bool) {
         self.version.set(self.version.get().wrapping_add(1));
-        if may_wait && let Some(deferred) = &self.deferred {
-            let mut waiters = self.waiters.borrow_mut();
-            if !waiters.is_empty() {
-                let mut held = self.held.borrow_mut();
-                if held.is_empty() {
-                    self.hold_id.set(self.hold_id.get().wrapping_add(1));
-                    deferred.hold(self.clone(), self.hold_id.get());
-                }
-                held.append(&mut waiters);
+        if may_wait
+            && let Some(deferred) = &self.deferred
+            && self.watchers.get() > 0
+        {
+            if !self.holding.replace(true) {
+                self.hold_id.set(self.hold_id.get().wrapping_add(1));
+                deferred.hold(self.clone(), self.hold_id.get());
             }
+            self.held
+                .borrow_mut()
+                .append(&mut self.waiters.borrow_mut());
             return;
         }
+        self.end_hold();
+    }
+
+    /// Ends hold `id` if it is still the stream's current one (a frame that may not wait may
+    /// have ended it already) and wakes its watchers; returns how many. Called when the hold
+    /// is old enough. The held frames become deliverable, which is a change: the version moves,
+    /// or a watcher that went back to waiting after they arrived would sleep through it.
+    pub(super) fn release_held(&self, id: u64) -> usize {
+        if id != self.hold_id.get() || !self.holding.get() {
+            return 0;
+        }
+        self.version.set(self.version.get().wrapping_add(1));
+        self.end_hold()
+    }
+
+    /// Ends the hold (the ring gives the held frames to fills again) and wakes every watcher
+    /// waiting or held; returns how many.
+    fn end_hold(&self) -> usize {
+        self.holding.set(false);
+        self.ring.borrow_mut().end_hold();
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());
         waking.append(&mut self.held.borrow_mut());
-        self.wake_in_turn(&mut waking);
-    }
-
-    /// Wakes the watchers held back by hold `id`; returns how many. Called when the hold is
-    /// old enough; a hold that is no longer the stream's current one was released already.
-    pub(super) fn release_held(&self, id: u64) -> usize {
-        if id != self.hold_id.get() {
-            return 0;
-        }
-        let mut waking = self.waking.borrow_mut();
-        std::mem::swap(&mut *waking, &mut *self.held.borrow_mut());
         let woken = waking.len();
         self.wake_in_turn(&mut waking);
         woken
@@ -819,5 +844,93 @@ mod tests {
         assert!(batch.len() >= 2, "audio and video leave in one write");
         assert_eq!(let_every_hold_end(&hub), 0, "nothing left held");
         assert_eq!(counter.0.load(Ordering::Relaxed), 1, "not woken twice");
+    }
+
+    /// Takes what the watcher can send now, as its write loop does after each write.
+    fn fill_now(watcher: &mut Watcher) -> (Fill, usize) {
+        let mut batch = Vec::new();
+        let fill = watcher.fill(Instant::now(), &mut batch, 16, 1 << 20);
+        (fill, batch.len())
+    }
+
+    #[test]
+    fn a_watcher_busy_writing_when_audio_arrives_does_not_then_send_it_alone() {
+        let (_hub, mut publisher, mut watcher, _counter, _waker) = coalescing_watcher("live/busy");
+        assert_eq!(fill_now(&mut watcher), (Fill::Ready, 1), "the keyframe");
+        // Its write is in flight (it is not parked) when audio arrives; the write completes and
+        // the loop fills again: the audio is held, so there is nothing to send yet.
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(fill_now(&mut watcher), (Fill::Idle, 0));
+        publisher.push(inter(33)).unwrap();
+        assert_eq!(
+            fill_now(&mut watcher),
+            (Fill::Ready, 2),
+            "the audio leaves with the video, in one write"
+        );
+    }
+
+    #[test]
+    fn a_held_frame_is_filled_and_its_waiting_watcher_woken_when_the_hold_ends() {
+        let (hub, mut publisher, mut watcher, counter, _waker) = coalescing_watcher("live/ends");
+        // The watcher is parked: the audio holds its wake, and a fill meanwhile stops before
+        // the audio (here: the keyframe only).
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(
+            fill_now(&mut watcher),
+            (Fill::Ready, 1),
+            "the keyframe, not the audio"
+        );
+        assert_eq!(fill_now(&mut watcher), (Fill::Idle, 0));
+        assert_eq!(let_every_hold_end(&hub), 1, "the hold's end wakes it");
+        assert_eq!(wakes(&counter), 1);
+        assert_eq!(
+            fill_now(&mut watcher),
+            (Fill::Ready, 1),
+            "the audio, at last"
+        );
+    }
+
+    #[test]
+    fn without_coalescing_audio_is_filled_at_once() {
+        let (_hub, mut publisher, mut watcher, counter, _waker) = {
+            let registry = Arc::new(Registry::new(
+                1,
+                PublishPolicy {
+                    takeover: false,
+                    grace: Duration::ZERO,
+                },
+            ));
+            let hub = Rc::new(CoreHub::new(0, registry, RingLimits::default()));
+            let (publisher, watcher, counter, waker) = parked_watcher(&hub, "live/plain");
+            (hub, publisher, watcher, counter, waker)
+        };
+        assert_eq!(fill_now(&mut watcher), (Fill::Ready, 1));
+        publisher.push(audio(10)).unwrap();
+        assert_eq!(wakes(&counter), 1, "woken at once");
+        assert_eq!(fill_now(&mut watcher), (Fill::Ready, 1));
+    }
+
+    #[test]
+    fn a_watcher_that_went_back_to_wait_during_a_hold_sees_a_change_when_it_ends() {
+        let (hub, mut publisher, mut watcher, counter, waker) = coalescing_watcher("live/again");
+        publisher.push(inter(33)).unwrap();
+        assert_eq!(wakes(&counter), 1);
+        assert_eq!(
+            fill_now(&mut watcher),
+            (Fill::Ready, 2),
+            "the keyframe and the video"
+        );
+        // Audio arrives while it writes; its next pass finds nothing it may send and it waits,
+        // queued at the version that already includes the audio.
+        publisher.push(audio(40)).unwrap();
+        assert_eq!(fill_now(&mut watcher), (Fill::Idle, 0));
+        repark(&mut watcher, &waker);
+        assert_eq!(let_every_hold_end(&hub), 1);
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            watcher.poll_changed(&mut cx).is_ready(),
+            "the hold's end is a change, or the watcher would sleep through it"
+        );
+        assert_eq!(fill_now(&mut watcher), (Fill::Ready, 1));
     }
 }

@@ -118,6 +118,10 @@ pub struct Ring {
     has_video: bool,
     /// Whether the stream has carried opaque bytes (an fstream broadcast).
     has_opaque: bool,
+    /// The first frame of the stream's current coalescing hold on this core (see
+    /// [`super::wake`]): fills stop before it until the hold ends, so a watcher that was busy
+    /// writing when a held frame arrived does not send it alone on its next pass.
+    held_from: Option<u64>,
 }
 
 /// A watcher's position in a ring, with its drop counter and lag state.
@@ -202,6 +206,7 @@ impl Ring {
             last_keyframe: None,
             has_video: false,
             has_opaque: false,
+            held_from: None,
         }
     }
 
@@ -344,6 +349,20 @@ impl Ring {
         while !self.entries.is_empty() {
             self.pop_front();
         }
+        self.held_from = None;
+    }
+
+    /// Holds the newest frame back from fills, with any after it, unless a hold is on already
+    /// (which it then joins). See [`Ring::end_hold`].
+    pub fn hold_newest(&mut self) {
+        if self.held_from.is_none() {
+            self.held_from = self.head_seq().checked_sub(1);
+        }
+    }
+
+    /// Ends the hold: fills take the held frames again.
+    pub fn end_hold(&mut self) {
+        self.held_from = None;
     }
 
     /// A cursor for a new watcher: at the newest keyframe when there is one and the GOP cache
@@ -453,7 +472,8 @@ impl Ring {
         }
         cursor.headers_sent_below = cursor.next_seq;
 
-        while cursor.next_seq < head && items < max_items && bytes < max_bytes {
+        let until = self.held_from.map_or(head, |held| held.min(head));
+        while cursor.next_seq < until && items < max_items && bytes < max_bytes {
             let Some(frame) = self
                 .entries
                 .get((cursor.next_seq - self.front_seq) as usize)
