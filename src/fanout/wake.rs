@@ -13,7 +13,7 @@
 //! A watcher that is running anyway (finishing a write, say) does not take held frames either:
 //! the ring keeps them from fills until the hold ends ([`Ring::end_hold`]). Otherwise every
 //! watcher still busy with the last video frame when audio arrived sent that audio alone on
-//! its next pass: at 2000 watchers of one stream, a quarter of all sends.
+//! its next pass: at 2000 watchers of one stream, a sixth to a quarter of all operations.
 //!
 //! [`Ring::end_hold`]: super::Ring::end_hold
 //!
