@@ -45,11 +45,9 @@ pub struct LocalStream {
     /// Wakers held back by frames that may wait (see [`super::wake`]), until a frame that may
     /// not or until the hold is old enough.
     held: RefCell<Vec<Waker>>,
-    /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when a hold begins.
+    /// Numbers this stream's holds (see [`DeferredWakes`]): bumped when a hold begins. Whether
+    /// one is on is the ring's to say ([`Ring::is_holding`]): it keeps the held frames.
     hold_id: Cell<u64>,
-    /// A hold is on: frames that may wait arrived since the last wake, and the ring keeps them
-    /// from fills until it ends.
-    holding: Cell<bool>,
     /// The core's coalescing window, when `fanout.write_coalesce_us` is on.
     deferred: Option<Rc<DeferredWakes>>,
     watchers: Cell<usize>,
@@ -75,7 +73,6 @@ impl LocalStream {
             waking: RefCell::new(Vec::new()),
             held: RefCell::new(Vec::new()),
             hold_id: Cell::new(0),
-            holding: Cell::new(false),
             deferred,
             watchers: Cell::new(0),
         }
@@ -101,24 +98,29 @@ impl LocalStream {
     }
 
     /// Appends a frame to the ring; returns whether it may wait. With coalescing on and
-    /// watchers here, a frame that may wait is held back from fills (it joins the current hold
-    /// or starts one) and one that may not ends the hold: it carries the held ones with it.
-    fn append(&self, frame: Arc<EncodedFrame>) -> bool {
+    /// watchers here, a frame that may wait is held back from fills: it joins the current hold,
+    /// or starts one, timed by the core's [`DeferredWakes`]. A frame that may not wait ends the
+    /// hold: it carries the held ones with it.
+    fn append(self: &Rc<Self>, frame: Arc<EncodedFrame>) -> bool {
         let may_wait = frame.may_wait();
         super::trace::ring(&frame);
         let mut ring = self.ring.borrow_mut();
         ring.push(frame);
         if !may_wait {
             ring.end_hold();
-        } else if self.deferred.is_some() && self.watchers.get() > 0 {
-            ring.hold_newest();
+        } else if let Some(deferred) = &self.deferred
+            && self.watchers.get() > 0
+            && ring.hold_newest()
+        {
+            self.hold_id.set(self.hold_id.get().wrapping_add(1));
+            deferred.hold(self.clone(), self.hold_id.get());
         }
         may_wait
     }
 
     /// Applies one message from another core; returns whether it may wait for the next one
     /// before the watchers are woken (only frames that may wait do).
-    fn apply(&self, msg: Option<StreamMsg>) -> bool {
+    fn apply(self: &Rc<Self>, msg: Option<StreamMsg>) -> bool {
         match msg {
             None => self.ring.borrow_mut().discontinuity(),
             Some(StreamMsg::Frame(frame)) => return self.append(frame),
@@ -129,20 +131,12 @@ impl LocalStream {
         false
     }
 
-    /// Bumps the version and wakes every waiting watcher once, with what was held before; with
-    /// coalescing on, a change that `may_wait` holds the wakes instead (starting the stream's
-    /// hold, timed by the core's [`DeferredWakes`], if none is on). Any other change ends the
-    /// hold.
-    fn changed(self: &Rc<Self>, may_wait: bool) {
+    /// Bumps the version and wakes every waiting watcher once, with what was held before;
+    /// while the stream holds (a change that `may_wait`, coalescing on), the wakes are held
+    /// too. Any other change ends the hold.
+    fn changed(&self, may_wait: bool) {
         self.version.set(self.version.get().wrapping_add(1));
-        if may_wait
-            && let Some(deferred) = &self.deferred
-            && self.watchers.get() > 0
-        {
-            if !self.holding.replace(true) {
-                self.hold_id.set(self.hold_id.get().wrapping_add(1));
-                deferred.hold(self.clone(), self.hold_id.get());
-            }
+        if may_wait && self.ring.borrow().is_holding() {
             self.held
                 .borrow_mut()
                 .append(&mut self.waiters.borrow_mut());
@@ -156,7 +150,7 @@ impl LocalStream {
     /// is old enough. The held frames become deliverable, which is a change: the version moves,
     /// or a watcher that went back to waiting after they arrived would sleep through it.
     pub(super) fn release_held(&self, id: u64) -> usize {
-        if id != self.hold_id.get() || !self.holding.get() {
+        if id != self.hold_id.get() || !self.ring.borrow().is_holding() {
             return 0;
         }
         self.version.set(self.version.get().wrapping_add(1));
@@ -166,7 +160,6 @@ impl LocalStream {
     /// Ends the hold (the ring gives the held frames to fills again) and wakes every watcher
     /// waiting or held; returns how many.
     fn end_hold(&self) -> usize {
-        self.holding.set(false);
         self.ring.borrow_mut().end_hold();
         let mut waking = self.waking.borrow_mut();
         std::mem::swap(&mut *waking, &mut *self.waiters.borrow_mut());

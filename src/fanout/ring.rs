@@ -353,11 +353,18 @@ impl Ring {
     }
 
     /// Holds the newest frame back from fills, with any after it, unless a hold is on already
-    /// (which it then joins). See [`Ring::end_hold`].
-    pub fn hold_newest(&mut self) {
-        if self.held_from.is_none() {
-            self.held_from = self.head_seq().checked_sub(1);
+    /// (which it then joins). Returns true when this began a hold. See [`Ring::end_hold`].
+    pub fn hold_newest(&mut self) -> bool {
+        if self.held_from.is_some() {
+            return false;
         }
+        self.held_from = self.head_seq().checked_sub(1);
+        self.held_from.is_some()
+    }
+
+    /// True while a hold is on.
+    pub fn is_holding(&self) -> bool {
+        self.held_from.is_some()
     }
 
     /// Ends the hold: fills take the held frames again.

@@ -80,14 +80,9 @@ impl DeferredWakes {
     /// One half-window step: wakes the watchers of every hold older than the last tick, and
     /// ages the holds made since. Returns how many watchers were woken.
     pub fn tick(&self) -> usize {
-        let woken = self.release(&self.aging);
-        std::mem::swap(&mut *self.aging.borrow_mut(), &mut *self.fresh.borrow_mut());
-        woken
-    }
-
-    fn release(&self, holds: &RefCell<Vec<Hold>>) -> usize {
         let mut releasing = self.releasing.borrow_mut();
-        std::mem::swap(&mut *releasing, &mut *holds.borrow_mut());
+        std::mem::swap(&mut *releasing, &mut *self.aging.borrow_mut());
+        std::mem::swap(&mut *self.aging.borrow_mut(), &mut *self.fresh.borrow_mut());
         releasing
             .drain(..)
             .map(|hold| hold.stream.release_held(hold.id))
