@@ -31,7 +31,9 @@
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
 #        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once SERVER_NICE
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
-#        SERVERS="ringcast ceiling nginx" SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
+#        SERVERS="ringcast ceiling nginx" (also ceiling-cores: the kernel ceiling in ringcast's
+#        shape, one writer thread per core and audio riding with the next video frame, instead
+#        of one thread writing every message alone) SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
 #        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100; every N
 #        is used by every scenario, so run `many` apart from the others: N = 2000 would mean
 #        2000 streams × MANY_WATCHERS)
@@ -162,9 +164,10 @@ ${EXTRA_TOML:-}
 CONF
       $SERVER_NICE "$BIN/ringcast" --config "$OUT/$1.toml" --workers "$WORKERS" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
-    ceiling)
+    ceiling|ceiling-cores)
       PORT=$PORT_KC
-      $SERVER_NICE "$BIN/ringcast-loadgen" kernel-ceiling --listen "127.0.0.1:$PORT" >"$OUT/ceiling.log" 2>&1 &
+      local shape=(--threads 1); [ "$1" = ceiling-cores ] && shape=(--threads "$(nproc)" --coalesce-audio)
+      $SERVER_NICE "$BIN/ringcast-loadgen" kernel-ceiling --listen "127.0.0.1:$PORT" "${shape[@]}" >"$OUT/$1.log" 2>&1 &
       SPID=$! ;;
     nginx|nginx-many)
       PORT=$PORT_NG
@@ -195,10 +198,10 @@ for scenario in $SCENARIOS; do
       rtmp/*) SERIES+=("$kind") ;;
       fstream/ringcast) SERIES+=(ringcast-fstream) ;;
       rtmps/ringcast) SERIES+=(ringcast-rtmps) ;;
-      rtmps/ceiling) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=(ceiling) ;;
+      rtmps/ceiling*) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=("$kind") ;;
       rtmps/*) echo "$kind is not run with RTMPS watchers; skipping it in the rtmps scenario" >&2 ;;
       # Protocol-agnostic: run it once even when only the fstream scenario is asked for.
-      fstream/ceiling) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=(ceiling) ;;
+      fstream/ceiling*) [[ " $SCENARIOS " == *" rtmp "* ]] || SERIES+=("$kind") ;;
       fstream/*) echo "$kind has no fstream; skipping it in the fstream scenario" >&2 ;;
       ftl/ringcast) SERIES+=(ringcast-ftl-opus ringcast-ftl-aac) ;;
       ftl/*) ;;
@@ -226,7 +229,7 @@ for series in "${SERIES[@]}"; do
     start_server "$series"
     PUB=""
     case $series in
-      ceiling) watch=(--protocol raw) ;;
+      ceiling*) watch=(--protocol raw) ;;
       ringcast-ftl-*)
         watch=(--protocol rtmp --stream ftl/77)
         [ "$series" = ringcast-ftl-opus ] && watch+=(--rtmp-opus) ;;
@@ -254,7 +257,7 @@ for series in "${SERIES[@]}"; do
         --h264 "$OUT/ftl.h264" --opus "$OUT/ftl.ogg" --fps 30 --duration $((SETTLE + duration + 5)) \
         >"$OUT/publish-$series-$n.log" 2>&1 &
       PUB=$!; PIDS+=("$PUB")
-    elif [ "$series" != ceiling ]; then
+    elif [[ $series != ceiling* ]]; then
       # shellcheck disable=SC2086 # PUBLISH_ARGS is a list of options
       "$BIN/ringcast-loadgen" publish "${publish[@]}" ${PUBLISH_ARGS:-} --duration $((SETTLE + duration + 5)) \
         >"$OUT/publish-$series-$n.log" 2>&1 &

@@ -12,7 +12,8 @@
 //!   HTTP-FLV watchers send `GET /APP/KEY.flv` and read the same FLV after the head; `raw`
 //!   reads the kernel-ceiling framing (`--raw` is the same). A real file carries no probe:
 //!   latency count stays 0. `--processes K` re-executes itself K times and merges the summaries.
-//! - `kernel-ceiling`: the one-write-per-message baseline server.
+//! - `kernel-ceiling [--threads N] [--coalesce-audio]`: the one-write-per-message baseline
+//!   server.
 //! - `plot --dir OUT`: the benchmark matrix's latency and CPU plot as SVG.
 //! - `ftl-publish`: an FTL publisher (control handshake, RTP over UDP, NACK answering, fed an
 //!   H.264 Annex-B file and Opus audio).
@@ -259,6 +260,13 @@ enum Cmd {
         /// Bytes a watcher may fall behind before it is disconnected.
         #[arg(long, default_value_t = 8 << 20)]
         max_backlog: usize,
+        /// Writer threads, each serving its share of the watchers (one per core compares with
+        /// a thread-per-core server).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Audio rides with the next video frame in one write instead of going alone.
+        #[arg(long)]
+        coalesce_audio: bool,
         #[arg(long)]
         allow_non_loopback: bool,
     },
@@ -591,6 +599,8 @@ fn real_main() -> Result<(), String> {
             media,
             duration,
             max_backlog,
+            threads,
+            coalesce_audio,
             allow_non_loopback,
         } => {
             net::check_target(listen, allow_non_loopback)?;
@@ -599,6 +609,10 @@ fn real_main() -> Result<(), String> {
                 media.params(),
                 Duration::from_secs(duration),
                 max_backlog,
+                ceiling::Shape {
+                    threads,
+                    coalesce_audio,
+                },
             )
             .map_err(|e| format!("kernel-ceiling: {e}"))?;
         }

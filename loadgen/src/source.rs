@@ -43,6 +43,7 @@ impl Synthetic {
                 seq,
                 keyframe,
                 ts_ms,
+                ..
             } => {
                 let (key_size, inter_size) = self.params.video_sizes();
                 let size = if keyframe { key_size } else { inter_size };

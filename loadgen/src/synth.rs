@@ -134,6 +134,8 @@ pub enum Due {
         seq: u64,
         keyframe: bool,
         ts_ms: u32,
+        /// When the frame is due, in nanoseconds after the schedule's start.
+        at_ns: u64,
     },
     Audio {
         ts_ms: u32,
@@ -196,6 +198,7 @@ impl Schedule {
             seq,
             keyframe: seq.is_multiple_of(self.params.gop_frames()),
             ts_ms: (v / 1_000_000) as u32,
+            at_ns: v,
         })
     }
 }
