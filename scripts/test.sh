@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the integration tests need (skipped when already
-# present), then runs rustfmt, clippy with warnings denied, and the whole workspace's tests
-# (cargo-nextest when installed, else cargo test). Any failure fails the script.
+# present), then runs rustfmt, clippy and rustdoc with warnings denied, and the whole
+# workspace's tests (cargo-nextest when installed, else cargo test). Any failure fails the script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,6 +24,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "test.sh: the frame-trace feature"
 cargo clippy --lib --quiet --features frame-trace -- -D warnings
 cargo test --lib --quiet --features frame-trace fanout::trace
+
+# The //! headers and item docs are the house's map of the code: keep every intra-doc link
+# resolving (private items included, as the developers read them).
+echo "test.sh: cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 
 if cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: cargo nextest run"

@@ -73,7 +73,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub rtmp: Option<SocketAddr>,
 
-    /// RTMPS listen address (replaces rtmps.listen; needs --tls-cert and --tls-key or [tls]).
+    /// RTMPS listen address (replaces rtmps.listen; needs --tls-cert and --tls-key or `[tls]`).
     #[arg(long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,
 

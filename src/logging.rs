@@ -1,6 +1,6 @@
 //! Logging that never blocks a worker: lines go to one writer thread through a bounded queue.
 //!
-//! `tracing`'s formatter writes each event to the writer [`LogSink::make_writer`] returns; that
+//! `tracing`'s formatter writes each event to the writer `LogSink::make_writer` (its `MakeWriter` impl) returns; that
 //! writer bounds the line ([`MAX_LINE`] bytes, cut at a character boundary and marked
 //! `[truncated]`) and offers it to the queue with `try_send`. When the queue is full (the
 //! process's stderr reader — a pipe to journald, Docker's log driver, a terminal — fell behind)

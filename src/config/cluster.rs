@@ -38,11 +38,11 @@ section! {
         pub listen: String = String::new(),
         /// The address this node registers for its streams ("IP:PORT"); empty = `listen`.
         pub advertise: String = String::new(),
-        /// The Redis holding the stream directory ("redis://HOST:PORT", optionally with
-        /// "/DB"). Registrations live 5 s and are refreshed every second.
+        /// The Redis holding the stream directory (`redis://HOST:PORT`, optionally with
+        /// `/DB`). Registrations live 5 s and are refreshed every second.
         pub redis: String = "redis://127.0.0.1:6379".to_owned(),
-        /// Static mode: the nodes to ask, in order, as "HOST:PORT" (another ringcast's
-        /// cluster listener) or "rtmp://HOST[:PORT]/APP" (any RTMP server, e.g. nginx-rtmp
+        /// Static mode: the nodes to ask, in order, as `HOST:PORT` (another ringcast's
+        /// cluster listener) or `rtmp://HOST[:PORT]/APP` (any RTMP server, e.g. nginx-rtmp
         /// or SRS; the stream is played as its name within that app).
         pub origins: Vec<String> = Vec::new(),
         /// An edge drops its pull of a stream this long after its last local consumer left,
@@ -61,7 +61,7 @@ pub struct OriginAddr {
 }
 
 impl OriginAddr {
-    /// Parses "HOST:PORT" or "rtmp://HOST[:PORT]/APP".
+    /// Parses `HOST:PORT` or `rtmp://HOST[:PORT]/APP`.
     pub fn parse(text: &str) -> Result<OriginAddr, String> {
         if let Some(rest) = text.strip_prefix("rtmp://") {
             let (hostport, app) = rest.split_once('/').ok_or_else(|| {
@@ -89,7 +89,7 @@ impl OriginAddr {
     }
 }
 
-/// "host:port" (or "[v6]:port"); `default_port` when the port is absent and allowed.
+/// `host:port` (or `[v6]:port`); `default_port` when the port is absent and allowed.
 fn split_host_port(text: &str, default_port: Option<u16>) -> Option<(String, u16)> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Some((addr.ip().to_string(), addr.port()));
@@ -112,7 +112,7 @@ pub struct RedisAddr {
 }
 
 impl RedisAddr {
-    /// Parses "redis://HOST[:PORT][/DB]".
+    /// Parses `redis://HOST[:PORT][/DB]`.
     pub fn parse(text: &str) -> Result<RedisAddr, String> {
         let rest = text
             .strip_prefix("redis://")

@@ -344,8 +344,8 @@ section! {
 }
 
 section! {
-    /// RTMPS: RTMP over TLS, with the certificate from [tls]. Same apps, keys, policies and
-    /// limits as [rtmp] (its chunk size, timeouts, proxy_protocol).
+    /// RTMPS: RTMP over TLS, with the certificate from `[tls]`. Same apps, keys, policies and
+    /// limits as `[rtmp]` (its chunk size, timeouts, proxy_protocol).
     pub struct RtmpsConfig {
         /// Listen addresses ("IP:PORT" or a list; the usual port is 1936 or 443); empty = off.
         /// Needs tls.cert_file and tls.key_file.
@@ -354,7 +354,7 @@ section! {
 }
 
 section! {
-    /// The server certificate for [rtmps] and [http] tls_listen. PEM files; SIGHUP re-reads
+    /// The server certificate for `[rtmps]` and `[http]` `tls_listen`. PEM files; SIGHUP re-reads
     /// them (a pair that does not load is refused and the old one kept).
     pub struct TlsConfig {
         /// Certificate chain, leaf first ("" = none).
@@ -378,7 +378,7 @@ section! {
         pub enabled: bool = true,
         /// Listen addresses.
         pub listen: Listen = Listen::any_ipv4(8080),
-        /// HTTPS listen addresses: the same endpoints over TLS with the [tls] certificate
+        /// HTTPS listen addresses: the same endpoints over TLS with the `[tls]` certificate
         /// (empty = off; served whenever set, even with enabled = false for plain HTTP).
         pub tls_listen: Listen = Listen(Vec::new()),
         /// Each request head must arrive within this time of the connection opening (or of the

@@ -1,5 +1,5 @@
 //! The UDP side of one FTL stream: a receive task feeding the sans-IO [`MediaSession`] and the
-//! stream's [`Publisher`], and a timer task driving NACK retries and the session deadlines.
+//! stream's [`Publisher`](crate::fanout::Publisher), and a timer task driving NACK retries and the session deadlines.
 //!
 //! Both tasks run on the control connection's core and share the session through a `RefCell`
 //! (never borrowed across an await). The receive loop is the only reader of the socket; the timer

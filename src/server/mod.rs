@@ -220,7 +220,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 /// Runs the relay until SIGINT or SIGTERM; on SIGHUP, `reload` re-reads the configuration and
-/// the `[[push]]` destinations are replaced (see [`push::reload_on_sighup`]).
+/// the `[[push]]` destinations are replaced (see [`push::reload`]).
 pub fn run_with_reload(config: Config, reload: Option<Reload>) -> Result<(), StartError> {
     let config = Arc::new(config);
     let workers = config.server.worker_count().max(1);

@@ -1,7 +1,7 @@
 //! AMF0 (Action Message Format version 0): the value encoding RTMP commands and script data use.
 //!
-//! [`Value`] is the decoded form; [`decode`] reads one value from the front of a byte slice and
-//! [`encode`] appends one value to a buffer. Every length read from the wire is checked against
+//! [`Value`] is the decoded form; [`decode()`] reads one value from the front of a byte slice and
+//! [`encode()`] appends one value to a buffer. Every length read from the wire is checked against
 //! [`Limits`] before anything is allocated, and nesting is depth-bounded, so a hostile peer gets
 //! an [`Amf0Error`], never an allocation bomb or a stack overflow. [`Command`] reads and writes
 //! the `name, transaction id, command object, args...` layout of RTMP command messages.

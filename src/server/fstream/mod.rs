@@ -119,8 +119,8 @@ const NO_SUCH_USER: &str = "ringcast: no such user; this value never matches a l
 
 /// Checks a broadcaster's credentials against the config, then `users_dir/<user>.ini`.
 ///
-/// Every outcome after the password is present goes through exactly one [`compare`] of the
-/// given password: against the user's password, or against [`NO_SUCH_USER`] for an unknown
+/// Every outcome after the password is present goes through exactly one `compare` of the
+/// given password: against the user's password, or against `NO_SUCH_USER` for an unknown
 /// user, so a guesser cannot tell the two apart by the refusal's timing.
 pub fn authenticate(
     config: &FstreamConfig,

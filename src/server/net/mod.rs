@@ -9,7 +9,7 @@
 //!   after the PROXY header, under the handshake deadline).
 //! - [`tls`]: [`CertStore`] (the server certificate, reloadable on SIGHUP) and [`ClientTls`]
 //!   (webpki roots, a CA file, or no verification for loopback tests).
-//! - [`connect`] (`connect.rs`): the stable outbound API:
+//! - [`connect()`] (`connect.rs`): the stable outbound API:
 //!
 //! ```ignore
 //! let tls = ClientTls::webpki_roots()?;                    // or ClientTls::from_ca_file(path)?

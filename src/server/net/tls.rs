@@ -133,7 +133,7 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// How an outbound connection checks the server (see [`super::connect`]).
+/// How an outbound connection checks the server (see [`super::connect()`]).
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     pub config: Arc<ClientConfig>,
@@ -259,7 +259,7 @@ impl ServerCertVerifier for NoVerify {
 }
 
 /// The notAfter of a DER certificate, in Unix seconds (a minimal DER walk: Certificate →
-/// TBSCertificate → [version], serial, signature, issuer, validity → notAfter).
+/// TBSCertificate → `[version]`, serial, signature, issuer, validity → notAfter).
 pub fn not_after_unix(cert: &[u8]) -> Option<i64> {
     let (_, cert_body, _) = der_item(cert)?;
     let (_, tbs, _) = der_item(cert_body)?;
