@@ -7,7 +7,8 @@
 #
 # Usage: scripts/bench-knobs.sh [N]     (default 2000; with SCENARIO=many, the number of streams)
 # Env:   SCENARIO=rtmp (or many) REPS=3 KNOBS="default coalesce-off no-defer-taskrun coop-taskrun sqpoll" OUT=bench-out/knobs
-#        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024, tasks-per-poll-16, tasks-per-poll-256; "default" is the server's defaults)
+#        (also coalesce-5ms, coalesce-20ms, coalesce-40ms, sq-1024, tasks-per-poll-16, tasks-per-poll-256,
+#        unpinned; "default" is the server's defaults)
 #        plus anything bench-matrix.sh takes (WORKERS, RAMP, LG_PROCS, ...)
 # Output: $OUT/<knob>/<rep>/ (each cell's files) and $OUT/summary.md.
 set -euo pipefail
@@ -44,6 +45,7 @@ cell() { # knob rep
     tasks-per-poll-16) env+=("EXTRA_TOML=$(printf '[io_uring]\ntasks_per_poll = 16')") ;;
     tasks-per-poll-256) env+=("EXTRA_TOML=$(printf '[io_uring]\ntasks_per_poll = 256')") ;;
     sq-1024) env+=("EXTRA_TOML=$(printf '[io_uring]\nsq_entries = 1024')") ;;
+    unpinned) env+=(PIN_CORES=false) ;;
     *) echo "unknown knob $1" >&2; exit 2 ;;
   esac
   env "${env[@]}" scripts/bench-matrix.sh "$N" >/dev/null 2>"$out.log" || echo "$1 rep $2 failed" >&2

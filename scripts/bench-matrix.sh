@@ -31,6 +31,7 @@
 # Env:   WORKERS=0 (ringcast workers, 0 = one per core) COALESCE_US (default: the server's) WARMUP=6 MEASURE=12
 #        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once SERVER_NICE
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
+#        PIN_CORES (ringcast's server.pin_cores: true, the default, or false)
 #        SERVERS="ringcast ceiling nginx" (also ceiling-cores: the kernel ceiling in ringcast's
 #        shape, one writer thread per core and audio riding with the next video frame, instead
 #        of one thread writing every message alone) SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
@@ -100,6 +101,7 @@ start_server() { # series -> sets SPID, PORT
       cat >"$OUT/$1.toml" <<CONF
 [server]
 log = "warn"
+${PIN_CORES:+pin_cores = $PIN_CORES}
 [rtmp]
 listen = ["127.0.0.1:$PORT_RC"]
 [fanout]
@@ -150,6 +152,7 @@ password = \"$FS_PASSWORD\""
       cat >"$OUT/$1.toml" <<CONF
 [server]
 log = "warn"
+${PIN_CORES:+pin_cores = $PIN_CORES}
 [rtmp]
 listen = ["127.0.0.1:$PORT_RC"]
 [fanout]
