@@ -306,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn every_writer_thread_serves_its_share_in_order_with_due_time_probes() {
+    fn two_writer_threads_deliver_every_frame_in_order_with_due_time_probes() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -314,9 +314,9 @@ mod tests {
                 threads: 2,
                 coalesce_audio: false,
             };
-            serve(listener, media(), Duration::from_secs(2), 8 << 20, shape)
+            serve(listener, media(), Duration::from_secs(4), 8 << 20, shape)
         });
-        // Four watchers over two writers: each writer owns two.
+        // Four watchers, handed to the two writers in turn.
         let mut socks: Vec<TcpStream> = (0..4)
             .map(|_| {
                 let s = TcpStream::connect(addr).unwrap();
