@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark matrix: ringcast, the kernel-ceiling baseline and (when installed) nginx-rtmp,
-# each loaded by one publisher and N watchers from ringcast-loadgen, on loopback only.
+# The benchmark matrix: ringcast, the kernel-ceiling baselines (one writer thread, and one per
+# core with audio coalesced) and (when installed) nginx-rtmp, each loaded by one publisher and N
+# watchers from ringcast-loadgen, on loopback only.
 #
 # Scenarios: `rtmp` (every server, RTMP watchers), `ftl` (ringcast only: one FTL stream of H.264
 # + Opus from the loadgen's FTL publisher to N RTMP watchers, series `ringcast-ftl-aac` where the
@@ -32,9 +33,9 @@
 #        SETTLE=2 RAMP=1000 OUT=bench-out LG_PROCS=2 MANY_WATCHERS=25 READ_MODE=once SERVER_NICE
 #        EXTRA_TOML (appended to ringcast's config, e.g. $'[io_uring]\ndefer_taskrun = false')
 #        PIN_CORES (ringcast's server.pin_cores: true, the default, or false)
-#        SERVERS="ringcast ceiling nginx" (also ceiling-cores: the kernel ceiling in ringcast's
-#        shape, one writer thread per core and audio riding with the next video frame, instead
-#        of one thread writing every message alone) SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
+#        SERVERS="ringcast ceiling ceiling-cores nginx" (ceiling-cores: the kernel ceiling in
+#        ringcast's shape, one writer thread per core and audio riding with the next video
+#        frame, instead of one thread writing every message alone) SCENARIOS="rtmp fstream rtmps" (add ftl for the AAC rendition,
 #        many for many streams: e.g. SCENARIOS=many scripts/bench-matrix.sh 10 40 100; every N
 #        is used by every scenario, so run `many` apart from the others: N = 2000 would mean
 #        2000 streams × MANY_WATCHERS)
@@ -58,7 +59,7 @@ SERVER_NICE=${SERVER_NICE:+nice -n $SERVER_NICE}
 LG_PROCS=${LG_PROCS:-2}
 RAMP=${RAMP:-1000}
 OUT=${OUT:-bench-out}
-SERVERS=${SERVERS:-"ringcast ceiling nginx"}
+SERVERS=${SERVERS:-"ringcast ceiling ceiling-cores nginx"}
 SCENARIOS=${SCENARIOS:-"rtmp fstream rtmps"}
 FSTREAM_INGEST=${FSTREAM_INGEST:-fstream}
 BIN=${CARGO_TARGET_DIR:-target}/release
