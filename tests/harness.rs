@@ -239,3 +239,14 @@ fn raw_client_publishes_to_ffmpeg_rtmp_listener() {
         "NetStream.Publish.Start"
     );
 }
+
+#[test]
+fn free_ports_are_never_handed_out_twice_in_one_process() {
+    // The kernel may give a just-released port out again; a server started with two
+    // listeners on one port refuses to start, so the harness must never repeat itself.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let port = free_port();
+        assert!(seen.insert(port), "port {port} handed out twice");
+    }
+}

@@ -13,11 +13,7 @@ use super::http;
 use super::process::{ChildGuard, run_with_timeout, wait_until};
 use super::tools;
 
-/// A port free a moment ago on `ip`.
-pub fn free_port_on(ip: &str) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
-    listener.local_addr().expect("local_addr").port()
-}
+use super::free_port_on;
 
 fn wait_listening(addr: SocketAddr, child: &mut ChildGuard, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);

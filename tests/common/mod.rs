@@ -24,12 +24,31 @@ pub mod server;
 pub mod tls;
 pub mod tools;
 
+use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 
-/// A port that was free a moment ago on 127.0.0.1 (bind :0, read it, drop the listener).
+/// A port that was free a moment ago on 127.0.0.1 (see [`free_port_on`]).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    free_port_on("127.0.0.1")
+}
+
+/// A port that was free a moment ago on `ip` (bind :0, read it, drop the listener), and one
+/// this test process has not been given before: the kernel may hand a just-released port out
+/// again, and two listeners of one server given the same port make it refuse to start.
+pub fn free_port_on(ip: &str) -> u16 {
+    static GIVEN: Mutex<Option<HashSet<(String, u16)>>> = Mutex::new(None);
+    loop {
+        let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given
+            .get_or_insert_with(HashSet::new)
+            .insert((ip.to_owned(), port))
+        {
+            return port;
+        }
+    }
 }
 
 /// A fresh stream key, unique within this process, so tests never share a stream by accident.
