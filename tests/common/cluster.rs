@@ -3,7 +3,7 @@
 //! them, `ringcast-loadgen` publishers and watchers, and an nginx-rtmp origin. Every process is
 //! killed on drop; every wait has a deadline.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -120,16 +120,9 @@ impl Node {
     /// Starts `ringcast` on `ip` with `cluster` (the `[cluster]` keys other than `listen`) and
     /// `extra` TOML (other sections).
     pub fn start(ip: &str, node_id: &str, cluster: &str, extra: &str, dir: &Path) -> Node {
-        // Four distinct ports: all held at once while chosen, so none is handed out twice.
-        let held: Vec<TcpListener> = (0..4)
-            .map(|_| TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}")))
-            .collect();
-        let addrs: Vec<SocketAddr> = held
-            .iter()
-            .map(|l| l.local_addr().expect("local_addr"))
-            .collect();
-        drop(held);
-        let (rtmp, http, fstream, inter) = (addrs[0], addrs[1], addrs[2].to_string(), addrs[3]);
+        // Four ports, distinct from each other and from every other port this process took.
+        let addr = || SocketAddr::new(ip.parse().expect("an IP address"), free_port_on(ip));
+        let (rtmp, http, fstream, inter) = (addr(), addr(), addr().to_string(), addr());
         let config = format!(
             "{extra}\n[cluster]\nnode_id = \"{node_id}\"\nlisten = \"{inter}\"\n{cluster}\n"
         );
